@@ -1,0 +1,255 @@
+"""Experiment YAML schema: load a file, apply profiles and --set overrides, validate.
+
+The schema is strict (unknown keys are errors). Any leaf may be a sweep spec; those are
+expanded by `harness.sweep` into one fully resolved `TrialConfig` per trial, and every
+trial is validated against the same section models that the file is.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.errors import ConfigError
+
+SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _is_power_of_two(value: int) -> bool:
+    return value > 0 and value & (value - 1) == 0
+
+
+class Stage1Config(Section):
+    """Stage-1 autoencoder E, D with compression factor f = H / h (DESIGN section 4)."""
+
+    kind: Literal["conv_ae"] = Field(
+        "conv_ae", description="autoencoder family; the model issues add ivq_vae and kl")
+    f: int = Field(4, description="spatial compression factor, a power of two")
+    K: int = Field(256, description="codebook size of the vector quantizer, a power of two")
+    latent_channels: int = Field(4, ge=1)
+    channels: int = Field(32, ge=1, description="width of the first convolution")
+    train_steps: int = Field(300, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    seed: int = Field(0, description="stage 1 has its own seed so that arms can share it")
+
+    @field_validator("f")
+    @classmethod
+    def _f_power_of_two(cls, f: int) -> int:
+        if not _is_power_of_two(f):
+            raise ValueError(f"f must be a power of two (1, 2, 4, ...), got {f}")
+        return f
+
+    @field_validator("K")
+    @classmethod
+    def _k_power_of_two(cls, k: int) -> int:
+        if not _is_power_of_two(k):
+            raise ValueError(f"K must be a positive power of two, got {k}")
+        return k
+
+
+class Stage2Config(Section):
+    """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training."""
+
+    fusion: Literal["add", "concat", "adaptive"] = "adaptive"
+    T: int = Field(500, ge=1, description="number of forward diffusion steps")
+    prediction: Literal["eps", "v", "x0"] = "eps"
+    loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    train_steps: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(1e-4, gt=0)
+    ema: float = Field(0.999, ge=0, lt=1)
+
+
+class SampleConfig(Section):
+    sampler: Literal["ddim", "ddpm"] = "ddim"
+    ddim_steps: int = Field(50, ge=1, description="DDIM steps S out of T")
+    eta: float = Field(0.0, ge=0)
+    num_samples: int = Field(256, ge=1)
+
+
+class EvalConfig(Section):
+    metrics: list[str] = Field(default_factory=lambda: ["psnr", "ssim", "l1"])
+    num_images: int = Field(64, ge=1, description="eval-split images reconstructed per trial")
+    batch_size: int = Field(32, ge=1)
+
+
+class ResourcesConfig(Section):
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)
+    max_concurrent_trials: int | None = Field(
+        None, ge=1, description="default: as many as the cluster's CPUs allow")
+
+
+class ReportMetric(Section):
+    name: str
+    better: Literal["lower", "higher"]
+
+
+class ReportConfig(Section):
+    rows: list[str] = Field(default_factory=list)
+    columns: list[str] = Field(default_factory=list)
+    metrics: list[ReportMetric] = Field(default_factory=list)
+
+
+class TrialConfig(Section):
+    """One fully resolved trial: no sweep specs left, one seed."""
+
+    name: str
+    dataset: str
+    stage1: Stage1Config = Stage1Config()
+    stage2: Stage2Config = Stage2Config()
+    sample: SampleConfig = SampleConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = 0
+
+
+class ExperimentFile(Section):
+    """Top level of an experiment YAML, checked for keys before sweep expansion."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    dataset: str
+    stage1: dict[str, Any] = Field(default_factory=dict)
+    stage2: dict[str, Any] = Field(default_factory=dict)
+    sample: dict[str, Any] = Field(default_factory=dict)
+    eval: dict[str, Any] = Field(default_factory=dict)
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    num_samples: int = Field(1, ge=1, description="draws of the choice/uniform/loguniform leaves")
+    sweep_seed: int = Field(0, description="seeds the random draws, so a sweep is reproducible")
+    resources: ResourcesConfig = ResourcesConfig()
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    report: ReportConfig = ReportConfig()
+
+
+class Experiment(BaseModel):
+    """A loaded experiment: the validated file plus where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    raw: dict[str, Any]  # after profiles and overrides, with sweep specs still in place
+    spec: ExperimentFile
+    dataset_path: Path
+    profiles: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Return base with override merged in; nested dicts merge, everything else replaces."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and not is_sweep_spec(
+                value):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def is_sweep_spec(value: Any) -> bool:
+    return isinstance(value, dict) and any(key in SWEEP_KEYS for key in value)
+
+
+def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
+    """Apply one `--set a.b.c=value`; the value is parsed as YAML (`{sweep: [1, 2]}` works)."""
+    if "=" not in assignment:
+        raise ConfigError(None, f"--set {assignment}", "expected KEY.PATH=VALUE")
+    key_path, text = assignment.split("=", 1)
+    keys = key_path.strip().split(".")
+    if not all(keys):
+        raise ConfigError(None, f"--set {assignment}", "empty key in the dotted path")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(None, f"--set {key_path}", f"value is not valid YAML: {error}") from None
+    patch: dict[str, Any] = {keys[-1]: value}
+    for key in reversed(keys[:-1]):
+        patch = {key: patch}
+    return deep_merge(raw, patch)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(path, "", "file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(path, "", f"not valid YAML: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(path, "", f"expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def validation_error(path: Path, error: ValidationError, overrides: tuple[str, ...] = ()
+                     ) -> ConfigError:
+    """Turn pydantic's error list into one ConfigError naming every bad key path."""
+    set_keys = [assignment.split("=", 1)[0].strip() for assignment in overrides]
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif item["type"] == "value_error":
+            message = item["msg"].removeprefix("Value error, ")
+        elif item["type"] == "missing":
+            message = item["msg"]
+        else:
+            message = f"{item['msg']} (got {item.get('input')!r})"
+        if any(key == k or key.startswith(k + ".") for k in set_keys):
+            message += " [from --set]"
+        problems.append((key, message))
+    key, message = problems[0]
+    if len(problems) > 1:
+        message += "".join(f"\n  also {k}: {m}" for k, m in problems[1:])
+    return ConfigError(path, key, message)
+
+
+def resolve_dataset(experiment_path: Path, dataset: str) -> Path:
+    """Find a manifest: absolute, else relative to the cwd, else to the experiment's folders."""
+    candidate = Path(dataset).expanduser()
+    if candidate.is_absolute():
+        searched = [candidate]
+    else:
+        searched = [Path.cwd() / candidate]
+        searched += [folder / candidate for folder in experiment_path.resolve().parents]
+    for path in searched:
+        if path.is_file():
+            return path.resolve()
+    raise ConfigError(experiment_path, "dataset",
+                      f"manifest {dataset!r} not found (looked in the working directory and "
+                      f"the folders above {experiment_path})")
+
+
+def load_experiment(path: str | Path, profiles: list[str] | tuple[str, ...] = (),
+                    overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
+    """Read an experiment YAML, deep-merge the named profiles, apply --set, validate keys."""
+    path = Path(path)
+    raw = read_yaml(path)
+    available = raw.get("profiles") or {}
+    if not isinstance(available, dict):
+        raise ConfigError(path, "profiles", "expected a mapping of profile name to overrides")
+    for name in profiles:
+        if name not in available:
+            names = ", ".join(sorted(available)) or "none defined"
+            raise ConfigError(path, f"profiles.{name}", f"no such profile (available: {names})")
+        if not isinstance(available[name], dict):
+            raise ConfigError(path, f"profiles.{name}", "expected a mapping of overrides")
+        raw = deep_merge(raw, available[name])
+    for assignment in overrides:
+        raw = apply_override(raw, assignment)
+    try:
+        spec = ExperimentFile.model_validate(raw)
+    except ValidationError as error:
+        raise validation_error(path, error, tuple(overrides)) from None
+    return Experiment(path=path, raw=raw, spec=spec,
+                      dataset_path=resolve_dataset(path, spec.dataset),
+                      profiles=tuple(profiles), overrides=tuple(overrides))

@@ -1,0 +1,254 @@
+"""Ray Tune scheduling of a sweep: stage-1 jobs first, then the trials, all in MLflow.
+
+Ray runs locally, sized to the machine, unless `--address` / `RAY_ADDRESS` names a
+cluster. Each phase is one `tune.Tuner` over a grid of trial specs; per-trial CPUs and
+GPUs come from the experiment's `resources`. Workers catch their own exceptions and
+record them in MLflow, so a failing trial never stops the sweep. `--resume` reopens the
+latest sweep of the experiment and runs only the trials with no FINISHED run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.cache import default_cache_dir
+from harness.config import Experiment
+from harness.pipeline import TrialSpec, execute
+from harness.sweep import Trial, shared_stage1
+from harness.tracking import (
+    STAGE_STAGE1,
+    STAGE_TRIAL,
+    TrackedRun,
+    child_runs,
+    create_sweep_run,
+    flatten,
+    init_store,
+    mark_stale_runs,
+    sweep_runs,
+    tracking_uri,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume: bool = False
+    sweep_id: str | None = None
+    address: str | None = None
+    tracking_uri: str | None = None
+    cache_dir: Path | None = None
+    max_concurrent_trials: int | None = None
+    verbose: bool = False
+    progress: bool = True
+
+
+@dataclass
+class SweepOutcome:
+    sweep_id: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> result
+    skipped: list[str] = field(default_factory=list)  # finished in an earlier attempt
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[str]:
+        return [tid for tid, result in self.results.items() if result["status"] != "FINISHED"]
+
+
+def _tune_entry(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: run one spec and report its outcome."""
+    from ray import tune
+
+    result = execute(config["spec"])
+    tune.report({"harness_status": result["status"], "harness_error": result.get("error") or "",
+                 **result.get("metrics", {})})
+
+
+def _init_ray(address: str | None, verbose: bool) -> None:
+    import ray
+
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    settings: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": False}
+    if address:
+        log.info("joining the Ray cluster at %s", address)
+        ray.init(address=address, **settings)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **settings)
+
+
+def _run_phase(name: str, specs: list[TrialSpec], experiment: Experiment, options: RunOptions,
+               storage: Path, on_done: Callable[[str, dict[str, Any]], None]) -> bool:
+    """Run specs through one Tuner; returns True when interrupted (Ctrl-C)."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            on_done(trial.config["spec"]["trial_id"], {
+                "status": result["harness_status"], "error": result["harness_error"] or None,
+                "metrics": {k: v for k, v in result.items() if "/" in k}})
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            on_done(trial.config["spec"]["trial_id"],
+                    {"status": "FAILED", "error": f"worker crashed: {trial.error_file}"})
+
+    resources = experiment.spec.resources
+    concurrency = options.max_concurrent_trials or resources.max_concurrent_trials
+    trainable = tune.with_resources(_tune_entry, {"cpu": resources.cpus_per_trial,
+                                                  "gpu": resources.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"spec": tune.grid_search([spec.to_dict() for spec in specs])},
+        tune_config=tune.TuneConfig(
+            max_concurrent_trials=concurrency,
+            trial_name_creator=lambda trial: trial.config["spec"]["trial_id"],
+            trial_dirname_creator=lambda trial: trial.config["spec"]["trial_id"]),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=0, callbacks=[Progress()],
+            failure_config=tune.FailureConfig(max_failures=0)))
+    grid = tuner.fit()
+    unfinished = [r for r in grid if r.metrics is None or "harness_status" not in r.metrics]
+    return bool(unfinished) and grid.num_errors < len(unfinished)
+
+
+def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) -> SweepOutcome:
+    """Schedule every trial of the experiment; return what happened to each."""
+    from tqdm import tqdm
+
+    uri = tracking_uri(options.tracking_uri)
+    experiment_id = init_store(uri, experiment.spec.name)
+    outcome = _open_sweep(experiment, uri, experiment_id, options)
+    pending = _pending(trials, outcome, options.resume)
+    cache_dir = (options.cache_dir or default_cache_dir()).resolve()
+    storage = cache_dir.parent / "ray_results"
+    cpus = experiment.spec.resources.cpus_per_trial
+
+    def spec_for(trial: Trial, kind: str, trial_id: str) -> TrialSpec:
+        return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
+                         trial.stage1_hash, trial.swept, str(experiment.dataset_path),
+                         str(cache_dir), uri, experiment_id, outcome.parent_run_id,
+                         outcome.sweep_id, cpus)
+
+    if not pending:
+        log.info("nothing to run: every trial of sweep %s has a FINISHED run", outcome.sweep_id)
+        return outcome
+    _init_ray(options.address, options.verbose)
+    groups = shared_stage1(pending)
+    stage1_specs = [spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}")
+                    for key, members in groups.items()]
+    stage1_results: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=len(stage1_specs) + len(pending), desc="trials", unit="job",
+               disable=not options.progress)
+
+    def record(into: dict[str, dict[str, Any]]) -> Callable[[str, dict[str, Any]], None]:
+        def done(trial_id: str, result: dict[str, Any]) -> None:
+            into[trial_id] = result
+            bar.update(1)
+            if result["status"] != "FINISHED":
+                bar.write(f"{trial_id}: {result['status']}: {result.get('error')}")
+        return done
+
+    stamp = f"{outcome.sweep_id}-{int(time.time())}"
+    interrupted = _run_phase(f"{stamp}-stage1", stage1_specs, experiment, options, storage,
+                             record(stage1_results))
+    runnable = []
+    for key, members in groups.items():
+        result = stage1_results.get(f"stage1-{key[:8]}", {"status": "KILLED"})
+        if result["status"] == "FINISHED":
+            runnable += members
+        elif not interrupted:
+            for trial in members:
+                outcome.results[trial.trial_id] = _record_skipped_trial(
+                    spec_for(trial, STAGE_TRIAL, trial.trial_id), result)
+                bar.update(1)
+    if runnable and not interrupted:
+        specs = [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in runnable]
+        interrupted = _run_phase(f"{stamp}-trials", specs, experiment, options, storage,
+                                 record(outcome.results))
+    bar.close()
+    outcome.interrupted = interrupted
+    _close_sweep(outcome)
+    return outcome
+
+
+def _open_sweep(experiment: Experiment, uri: str, experiment_id: str, options: RunOptions
+                ) -> SweepOutcome:
+    """Reopen the sweep to resume, or start a new parent run."""
+    if options.resume or options.sweep_id:
+        parents = sweep_runs(uri, experiment_id)
+        if options.sweep_id:
+            parents = [run for run in parents if run.data.tags.get("sweep_id") == options.sweep_id]
+        if parents:
+            parent = parents[0]
+            sweep_id = parent.data.tags["sweep_id"]
+            stale = mark_stale_runs(uri, child_runs(uri, experiment_id, sweep_id),
+                                    "left running by an interrupted driver; re-run by --resume")
+            if stale:
+                log.info("marked %d runs of the interrupted sweep as KILLED", stale)
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient(uri).update_run(parent.info.run_id, status="RUNNING")
+            return SweepOutcome(sweep_id, uri, experiment_id, parent.info.run_id)
+        if options.sweep_id:
+            from harness.errors import ConfigError
+
+            raise ConfigError(experiment.path, "--sweep-id",
+                              f"no sweep {options.sweep_id!r} in experiment {experiment.spec.name}")
+        log.info("no earlier sweep of %s to resume; starting a new one", experiment.spec.name)
+    sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    params = flatten({key: value for key, value in experiment.raw.items() if key != "profiles"})
+    tags = {"experiment_file": str(experiment.path), "profiles": ",".join(experiment.profiles),
+            "overrides": " ".join(experiment.overrides)}
+    parent_run_id = create_sweep_run(uri, experiment_id, sweep_id, params, tags)
+    return SweepOutcome(sweep_id, uri, experiment_id, parent_run_id)
+
+
+def _pending(trials: list[Trial], outcome: SweepOutcome, resume: bool) -> list[Trial]:
+    if not resume:
+        return trials
+    done = {run.data.tags.get("config_hash") for run in child_runs(
+        outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id, STAGE_TRIAL)
+        if run.info.status == "FINISHED"}
+    outcome.skipped = [trial.trial_id for trial in trials if trial.config_hash in done]
+    return [trial for trial in trials if trial.config_hash not in done]
+
+
+def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dict[str, Any]:
+    """A trial whose stage-1 job failed still gets a FAILED run that says why."""
+    reason = f"its stage-1 job failed: {stage1_result.get('error')}"
+    with TrackedRun(spec.tracking_uri, spec.experiment_id, spec.parent_run_id, spec.trial_id,
+                    spec.tags(), flatten(spec.config)) as run:
+        raise RuntimeError(reason)
+    return {"status": run.status, "error": reason}
+
+
+def _close_sweep(outcome: SweepOutcome) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(outcome.tracking_uri)
+    runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
+    if outcome.interrupted:
+        mark_stale_runs(outcome.tracking_uri, runs, "interrupted (Ctrl-C); re-run by --resume")
+        runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
+    trial_runs = [run for run in runs if run.data.tags.get("stage") == STAGE_TRIAL]
+    counts = {status: sum(run.info.status == status for run in trial_runs)
+              for status in ("FINISHED", "FAILED", "KILLED")}
+    for status, count in counts.items():
+        client.log_metric(outcome.parent_run_id, f"sweep/trials_{status.lower()}", count)
+    status = "KILLED" if outcome.interrupted else ("FAILED" if outcome.failed else "FINISHED")
+    client.set_terminated(outcome.parent_run_id, status)

@@ -1,0 +1,178 @@
+"""Sweep expansion: an experiment with sweep-spec leaves -> a list of resolved trials.
+
+Semantics follow Ray Tune's search spaces: `{sweep: [...]}` leaves form a grid (cartesian
+product), and the whole grid is repeated `num_samples` times with fresh draws of the
+`{choice: [...]}`, `{uniform: [lo, hi]}` and `{loguniform: [lo, hi]}` leaves. Every grid
+point then runs once per seed. Draws come from `sweep_seed`, so expanding the same file
+twice gives the same trials and the same config hashes (which `--resume` matches on).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from harness.config import SWEEP_KEYS, Experiment, TrialConfig, validation_error
+from harness.errors import ConfigError
+
+SECTIONS = ("stage1", "stage2", "sample", "eval")
+
+
+@dataclass(frozen=True)
+class SweepLeaf:
+    key: str  # dotted path, e.g. "stage2.fusion"
+    kind: str  # one of SWEEP_KEYS
+    values: list[Any]
+
+
+@dataclass(frozen=True)
+class Trial:
+    index: int
+    config: TrialConfig
+    swept: dict[str, Any] = field(default_factory=dict)  # key path -> value of this trial
+
+    @property
+    def config_hash(self) -> str:
+        return config_hash(self.config.model_dump(mode="json"))
+
+    @property
+    def stage1_hash(self) -> str:
+        """Identity of the stage-1 job this trial needs: its config and the dataset."""
+        return config_hash({"dataset": self.config.dataset,
+                            "stage1": self.config.stage1.model_dump(mode="json")})
+
+    @property
+    def trial_id(self) -> str:
+        return f"{self.config.name}-{self.index:03d}-{self.config_hash[:8]}"
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a config, as hex."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_leaves(experiment: Experiment) -> list[SweepLeaf]:
+    """Every sweep-spec leaf in the config sections, checked for shape."""
+    leaves: list[SweepLeaf] = []
+
+    def visit(node: Any, key: str) -> None:
+        if not isinstance(node, dict):
+            return
+        spec_keys = [k for k in node if k in SWEEP_KEYS]
+        if not spec_keys:
+            for child_key, child in node.items():
+                visit(child, f"{key}.{child_key}")
+            return
+        if len(node) != 1:
+            raise ConfigError(experiment.path, key,
+                              f"a sweep spec has exactly one key out of {', '.join(SWEEP_KEYS)}, "
+                              f"got {sorted(node)}")
+        kind = spec_keys[0]
+        leaves.append(SweepLeaf(key, kind, _check_spec(experiment, f"{key}.{kind}", kind,
+                                                        node[kind])))
+
+    for section in SECTIONS:
+        visit(experiment.raw.get(section), section)
+    return leaves
+
+
+def _check_spec(experiment: Experiment, key: str, kind: str, values: Any) -> list[Any]:
+    if not isinstance(values, list) or not values:
+        raise ConfigError(experiment.path, key, f"expected a non-empty list, got {values!r}")
+    if kind in ("sweep", "choice"):
+        return values
+    if len(values) != 2 or not all(isinstance(v, int | float) for v in values):
+        raise ConfigError(experiment.path, key, f"expected [lo, hi] numbers, got {values!r}")
+    low, high = values
+    if not low < high:
+        raise ConfigError(experiment.path, key, f"expected lo < hi, got {values!r}")
+    if kind == "loguniform" and low <= 0:
+        raise ConfigError(experiment.path, key, f"loguniform needs lo > 0, got {values!r}")
+    return values
+
+
+def _draw(leaf: SweepLeaf, rng: random.Random) -> Any:
+    if leaf.kind == "choice":
+        return rng.choice(leaf.values)
+    low, high = leaf.values
+    if leaf.kind == "uniform":
+        return rng.uniform(low, high)
+    return math.exp(rng.uniform(math.log(low), math.log(high)))
+
+
+def _set(tree: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree[part]
+    tree[last] = value
+
+
+def expand(experiment: Experiment) -> list[Trial]:
+    """All trials of an experiment, in a stable order, each validated."""
+    spec = experiment.spec
+    leaves = find_leaves(experiment)
+    grid = [leaf for leaf in leaves if leaf.kind == "sweep"]
+    random_leaves = [leaf for leaf in leaves if leaf.kind != "sweep"]
+    rng = random.Random(spec.sweep_seed)
+    trials: list[Trial] = []
+    for _ in range(spec.num_samples if random_leaves else 1):
+        for point in itertools.product(*(leaf.values for leaf in grid)):
+            swept = {leaf.key: value for leaf, value in zip(grid, point, strict=True)}
+            swept |= {leaf.key: _draw(leaf, rng) for leaf in random_leaves}
+            for seed in spec.seeds:
+                trials.append(_make_trial(experiment, len(trials), swept, seed,
+                                          seeded=len(spec.seeds) > 1))
+    return trials
+
+
+def _make_trial(experiment: Experiment, index: int, swept: dict[str, Any], seed: int,
+                seeded: bool) -> Trial:
+    tree = {section: json.loads(json.dumps(experiment.raw.get(section) or {}))
+            for section in SECTIONS}
+    for key, value in swept.items():
+        _set(tree, key, value)
+    try:
+        config = TrialConfig(name=experiment.spec.name, dataset=experiment.spec.dataset,
+                             seed=seed, **tree)
+    except ValidationError as error:
+        failure = validation_error(experiment.path, error, experiment.overrides)
+        if failure.key in swept:
+            failure = ConfigError(experiment.path, failure.key,
+                                  f"{failure.message} (a value of the sweep at {failure.key})")
+        raise failure from None
+    return Trial(index, config, swept | ({"seed": seed} if seeded else {}))
+
+
+def shared_stage1(trials: list[Trial]) -> dict[str, list[Trial]]:
+    """Group trials by the stage-1 job they need, in first-use order."""
+    groups: dict[str, list[Trial]] = {}
+    for trial in trials:
+        groups.setdefault(trial.stage1_hash, []).append(trial)
+    return groups
+
+
+def trial_table(trials: list[Trial]) -> str:
+    """The dry-run table: trial id, config hash, stage-1 job and every swept value."""
+    columns = list(dict.fromkeys(key for trial in trials for key in trial.swept))
+    jobs = {key: f"s1-{number}" for number, key in enumerate(shared_stage1(trials))}
+    header = ["trial", "config hash", "stage-1 job", *columns]
+    rows = [[trial.trial_id, trial.config_hash[:12], jobs[trial.stage1_hash],
+             *(_format(trial.swept.get(key, "")) for key in columns)] for trial in trials]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
+             for row in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

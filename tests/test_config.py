@@ -1,0 +1,96 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.config import apply_override, deep_merge, load_experiment
+from harness.errors import ConfigError
+from tests.helpers import run_harness, write_experiment
+
+
+def test_loads_and_resolves_dataset_next_to_the_experiment(tiny_experiment: Path) -> None:
+    experiment = load_experiment(tiny_experiment)
+    assert experiment.spec.name == "tiny"
+    assert experiment.dataset_path == (tiny_experiment.parent / "tiny_shapes.yaml").resolve()
+
+
+def test_profile_deep_merges_and_set_overrides_after_it(tiny_experiment: Path) -> None:
+    experiment = load_experiment(tiny_experiment, ["quick"], ["stage1.f=4"])
+    assert experiment.raw["stage1"]["train_steps"] == 5
+    assert experiment.raw["stage1"]["f"] == 4
+    assert experiment.raw["stage1"]["channels"] == 8  # untouched keys survive the merge
+
+
+def test_set_parses_yaml_values() -> None:
+    raw = apply_override({"stage2": {"fusion": "add"}}, "stage2.fusion={sweep: [add, concat]}")
+    assert raw["stage2"]["fusion"] == {"sweep": ["add", "concat"]}
+    assert deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"b": 3}}) == {"a": {"b": 3, "c": 2}}
+
+
+@pytest.mark.parametrize(("changes", "key", "words"), [
+    ({"stage1": {"f": 2, "fancy": 1}}, "stage1.fancy", "unknown key"),
+    ({"stage1": {"f": "big"}}, "stage1.f", "integer"),
+    ({"stage1": {"f": 3}}, "stage1.f", "power of two"),
+    ({"stage1": {"K": 1000}}, "stage1.K", "power of two"),
+    ({"stage2": {"fusion": {"sweep": "add"}}}, "stage2.fusion.sweep", "non-empty list"),
+    ({"stage2": {"lr": {"uniform": [1, 0.1]}}}, "stage2.lr.uniform", "lo < hi"),
+    ({"stage2": {"fusion": {"sweep": ["add", "sum"]}}}, "stage2.fusion", "'sum'"),
+    ({"seeds": "zero"}, "seeds", "list"),
+    ({"dataset": "missing.yaml"}, "dataset", "not found"),
+    ({"bogus_section": {}}, "bogus_section", "unknown key"),
+])
+def test_bad_input_names_file_and_key(tmp_path: Path, changes: dict, key: str,
+                                      words: str) -> None:
+    from harness.sweep import expand
+
+    path = write_experiment(tmp_path, **changes)
+    with pytest.raises(ConfigError) as caught:
+        expand(load_experiment(path))
+    assert caught.value.key == key
+    assert caught.value.file == str(path)
+    assert words in caught.value.message
+
+
+def test_unknown_profile_lists_the_available_ones(tiny_experiment: Path) -> None:
+    with pytest.raises(ConfigError, match="available: quick"):
+        load_experiment(tiny_experiment, ["full"])
+
+
+@pytest.mark.parametrize(("changes", "args", "key"), [
+    ({"stage1": {"f": 2, "fancy": 1}}, [], "stage1.fancy"),
+    ({"stage1": {"f": "big"}}, [], "stage1.f"),
+    ({"stage2": {"fusion": {"sweep": []}}}, [], "stage2.fusion.sweep"),
+    ({"dataset": "nowhere/manifest.yaml"}, [], "dataset"),
+    ({}, ["--set", "stage1.lr=-1"], "stage1.lr"),
+])
+def test_cli_rejects_bad_input_with_exit_2_and_creates_no_runs(
+        tmp_path: Path, changes: dict, args: list[str], key: str) -> None:
+    path = write_experiment(tmp_path, **changes)
+    result = run_harness(["run", str(path), *args], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: {key}:" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / ".harness").exists()
+
+
+def test_cli_reports_unreadable_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: [unclosed\n")
+    result = run_harness(["run", str(path), "--dry-run"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "not valid YAML" in result.stderr
+
+
+def test_every_shipped_experiment_validates() -> None:
+    from harness.sweep import expand
+
+    repo = Path(__file__).resolve().parent.parent
+    for path in sorted((repo / "experiments").rglob("*.yaml")):
+        raw = yaml.safe_load(path.read_text())
+        assert expand(load_experiment(path)), path
+        for profile in raw.get("profiles", {}):
+            experiment = load_experiment(path, [profile])
+            assert experiment.spec.name == raw["name"]
