@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
@@ -226,7 +226,7 @@ def _to_uint8(images: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(np.asarray(images, np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=512)
 def _resize_matrix(size: int, side: int) -> np.ndarray:
     """skimage.transform.resize along one axis, from `size` to `side` samples, as a matrix."""
     from skimage.transform import resize  # imported here: skimage is slow to import
@@ -292,7 +292,13 @@ SKIMAGE_PHOTOS: dict[str, str] = {
     "chelsea": "chelsea",
     "motorcycle": "stereo_motorcycle",
 }
-DEFAULT_TRAIN_PHOTOS = ("astronaut", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
+DEFAULT_TRAIN_PHOTOS = (
+    "astronaut",
+    "coffee",
+    "rocket",
+    "immunohistochemistry",
+    "hubble_deep_field",
+)
 DEFAULT_EVAL_PHOTOS = ("chelsea", "motorcycle")
 
 
@@ -300,7 +306,9 @@ class SkimagePatchesOptions(_Strict):
     """Options of `skimage_patches`."""
 
     min_crop_frac: float = Field(0.25, gt=0.0, le=1.0)
-    train_images: list[str] = Field(default_factory=lambda: list(DEFAULT_TRAIN_PHOTOS), min_length=1)
+    train_images: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRAIN_PHOTOS), min_length=1
+    )
     eval_images: list[str] = Field(default_factory=lambda: list(DEFAULT_EVAL_PHOTOS), min_length=1)
 
     @field_validator("train_images", "eval_images")
@@ -327,7 +335,7 @@ def _photo_level(name: str, level: int) -> np.ndarray:
 
         try:
             photo = getattr(skimage.data, SKIMAGE_PHOTOS[name])()
-        except Exception as exc:  # noqa: BLE001 - any failure means the wheel lacks the file
+        except Exception as exc:  # any failure means the wheel lacks a readable file
             raise DataError(
                 f"scikit-image photograph {name!r} could not be loaded from the installed "
                 f"wheel ({exc}); reinstall scikit-image"
@@ -356,7 +364,7 @@ def _patches(names: list[str], count: int, res: int, min_frac: float, rng: np.ra
         left = int(where[i, 1] * (w - side + 1))
         # Crop from the pyramid level where the crop is 1-2x the output side, so resizing stays
         # cheap however large the crop is in the full photograph.
-        level = max(0, int(math.floor(math.log2(side / res)))) if side >= res else 0
+        level = max(0, math.floor(math.log2(side / res))) if side >= res else 0
         crops.append(_pyramid_crop(names[which[i]], level, top, left, side))
     out = np.empty((count, res, res, 3), np.uint8)
     sides = np.array([len(crop) for crop in crops])
@@ -484,9 +492,7 @@ def _read_image(file: Path, res: int, manifest: Manifest, mpath: Path) -> np.nda
     return np.asarray(image, np.uint8)
 
 
-def _read_folder(
-    folder: Path, count: int, key: str, manifest: Manifest, mpath: Path
-) -> np.ndarray:
+def _read_folder(folder: Path, count: int, key: str, manifest: Manifest, mpath: Path) -> np.ndarray:
     files = _image_files(folder, manifest, mpath)
     if len(files) < count:
         problem = f"holds {len(files)} PNG/JPEG images but {key} asks for {count}"
@@ -508,8 +514,9 @@ def image_folder(manifest: Manifest, manifest_path: Path) -> Split:
     folder = _data_path(manifest, manifest_path)
     n_train, n_eval = manifest.splits.train, manifest.splits.eval
     if opts.eval_path is None:
-        both = _read_folder(folder, n_train + n_eval, "splits.train + splits.eval", manifest,
-                            manifest_path)
+        both = _read_folder(
+            folder, n_train + n_eval, "splits.train + splits.eval", manifest, manifest_path
+        )
         return both[:n_train], both[n_train:]
     train = _read_folder(folder, n_train, "splits.train", manifest, manifest_path)
     eval_folder = resolve_path(opts.eval_path, manifest_path)
@@ -526,7 +533,7 @@ CIFAR10_TEST_FILE = "test_batch"
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles numpy arrays and plain containers only: a pickle can otherwise run code."""
 
-    _ALLOWED = {
+    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
         ("numpy.core.multiarray", "_reconstruct"),
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
@@ -547,7 +554,7 @@ def _read_cifar_batch(file: Path, manifest: Manifest, mpath: Path) -> np.ndarray
         with file.open("rb") as fh:
             batch = _NumpyOnlyUnpickler(fh, encoding="bytes").load()
         data = np.asarray(batch[b"data"])
-    except Exception as exc:  # noqa: BLE001 - every failure here means a corrupted file
+    except Exception as exc:  # every failure here means a corrupted file
         problem = f"not a CIFAR-10 python batch ({type(exc).__name__}: {exc})"
         raise data_error(file, problem, manifest, mpath) from None
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
@@ -565,15 +572,22 @@ def cifar10_python(manifest: Manifest, manifest_path: Path) -> Split:
         raise data_error(folder, "CIFAR-10 folder not found", manifest, manifest_path)
     for name in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE):
         if not (folder / name).is_file():
-            raise data_error(folder / name, "CIFAR-10 batch file not found", manifest,
-                             manifest_path)
+            raise data_error(
+                folder / name, "CIFAR-10 batch file not found", manifest, manifest_path
+            )
     train = np.concatenate(
         [_read_cifar_batch(folder / n, manifest, manifest_path) for n in CIFAR10_TRAIN_FILES]
     )
     test = _read_cifar_batch(folder / CIFAR10_TEST_FILE, manifest, manifest_path)
     train = _take(train, manifest.splits.train, "splits.train", folder, manifest, manifest_path)
-    test = _take(test, manifest.splits.eval, "splits.eval", folder / CIFAR10_TEST_FILE, manifest,
-                 manifest_path)
+    test = _take(
+        test,
+        manifest.splits.eval,
+        "splits.eval",
+        folder / CIFAR10_TEST_FILE,
+        manifest,
+        manifest_path,
+    )
     return _fit(train, manifest.resolution), _fit(test, manifest.resolution)
 
 
@@ -593,15 +607,21 @@ def _npz_split(
     arrays: Any, key: str, count: int, file: Path, manifest: Manifest, mpath: Path
 ) -> np.ndarray:
     if key not in arrays.files:
-        raise data_error(file, f"has no array named {key!r} (found {arrays.files})", manifest, mpath)
+        problem = f"has no array named {key!r} (found {arrays.files})"
+        raise data_error(file, problem, manifest, mpath)
     images = arrays[key]
     if images.ndim != 4 or images.shape[-1] != 3:
-        raise data_error(file, f"array {key!r} is {images.shape}, expected N x H x W x 3",
-                         manifest, mpath)
+        raise data_error(
+            file, f"array {key!r} is {images.shape}, expected N x H x W x 3", manifest, mpath
+        )
     if images.dtype != np.uint8:
         if images.dtype.kind != "f" or (images.size and (images.min() < 0 or images.max() > 1)):
-            raise data_error(file, f"array {key!r} is {images.dtype}; expected uint8 or floats "
-                             "in [0, 1]", manifest, mpath)
+            raise data_error(
+                file,
+                f"array {key!r} is {images.dtype}; expected uint8 or floats in [0, 1]",
+                manifest,
+                mpath,
+            )
         images = _to_uint8(images)
     images = _take(images, count, f"splits.{key}", file, manifest, mpath)
     return _fit(images, manifest.resolution)
@@ -620,8 +640,9 @@ def npz(manifest: Manifest, manifest_path: Path) -> Split:
             raise data_error(file, problem, manifest, manifest_path)
     try:
         with np.load(file, allow_pickle=False) as arrays:
-            train = _npz_split(arrays, "train", manifest.splits.train, file, manifest,
-                               manifest_path)
+            train = _npz_split(
+                arrays, "train", manifest.splits.train, file, manifest, manifest_path
+            )
             eval_ = _npz_split(arrays, "eval", manifest.splits.eval, file, manifest, manifest_path)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         problem = f"not a readable .npz file ({exc})"
@@ -662,11 +683,13 @@ def load_dataset(manifest_path: str | Path) -> Dataset:
     if manifest.path is not None:
         data = resolve_path(manifest.path, path)
         data_stamp = data.stat().st_mtime_ns if data.exists() else None
-    return _load_cached(path, path.stat().st_mtime_ns, data_stamp)
+    # The manifest's bytes, not its mtime: two edits within one timestamp tick must not collide.
+    manifest_digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    return _load_cached(path, manifest_digest, data_stamp)
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: Path, manifest_stamp: int, data_stamp: int | None) -> Dataset:
+def _load_cached(path: Path, manifest_digest: str, data_stamp: int | None) -> Dataset:
     manifest = load_manifest(path)
     train, eval_ = _SOURCES[manifest.source].load(manifest, path)
     res = manifest.resolution
@@ -709,8 +732,9 @@ def image_grid(images: np.ndarray, nrow: int | None = None, padding: int = 2) ->
     n, h, w, c = images.shape
     per_row = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / per_row)
-    grid = np.zeros((rows * (h + padding) + padding, per_row * (w + padding) + padding, c),
-                    np.uint8)
+    grid = np.zeros(
+        (rows * (h + padding) + padding, per_row * (w + padding) + padding, c), np.uint8
+    )
     for i, image in enumerate(images):
         r, q = divmod(i, per_row)
         y, x = padding + r * (h + padding), padding + q * (w + padding)

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from mlflow.entities import Run, RunStatus
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
@@ -175,8 +175,12 @@ class TrackedRun:
             self.set_tags({"error": self.error[:5000]})
             self.log_text("".join(traceback.format_exception(kind, error, trace)),
                           "traceback.txt")
-        self.client.set_terminated(self.run_id, RunStatus.to_string(
-            getattr(RunStatus, self.status)))
+        if self.client.get_run(self.run_id).info.status != "RUNNING":
+            # A resuming driver already marked this orphaned run KILLED and re-runs the
+            # trial; keeping that status is what stops the trial from being counted twice.
+            self.status = self.client.get_run(self.run_id).info.status
+        else:
+            self.client.set_terminated(self.run_id, self.status)
         return error is not None and not isinstance(error, KeyboardInterrupt)
 
 
