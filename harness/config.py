@@ -185,7 +185,8 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ConfigError(path, "", f"not valid YAML: {error}") from None
     if not isinstance(data, dict):
-        raise ConfigError(path, "", f"expected a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(path, "", f"expected a mapping at the top level, got "
+                                    f"{type(data).__name__}")
     return data
 
 

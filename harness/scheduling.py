@@ -75,13 +75,18 @@ def _tune_entry(config: dict[str, Any]) -> None:
 
 
 def _init_ray(address: str | None, verbose: bool) -> None:
-    import ray
-
+    address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    if address and (Path.home().joinpath(".ray", "auth_token").is_file()
+                    or "RAY_AUTH_TOKEN" in os.environ):
+        # `ray start` enables token auth by default, but a driver given an explicit address
+        # only sends the token when the mode is set, and Ray reads it at import time.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
     settings: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": False}
     if address:
         log.info("joining the Ray cluster at %s", address)

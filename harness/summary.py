@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
+from harness.console import format_table
 from harness.scheduling import SweepOutcome
 from harness.sweep import Trial
-
-
-def _cell(value: object) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def outcome_table(outcome: SweepOutcome, trials: list[Trial]) -> str:
@@ -23,11 +20,9 @@ def outcome_table(outcome: SweepOutcome, trials: list[Trial]) -> str:
         else:
             result = outcome.results.get(trial.trial_id, {"status": "NOT RUN"})
             status, metrics = result["status"], result.get("metrics", {})
-        rows.append([trial.trial_id, status, *(_cell(trial.swept.get(k, "")) for k in swept),
-                     *(_cell(metrics[m]) if m in metrics else "-" for m in metric_names)])
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
-                     for row in [header, *rows])
+        rows.append([trial.trial_id, status, *(trial.swept.get(k, "") for k in swept),
+                     *(metrics.get(m, "-") for m in metric_names)])
+    return format_table(header, rows)
 
 
 def print_outcome(outcome: SweepOutcome, trials: list[Trial]) -> None:

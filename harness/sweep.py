@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from harness.config import SWEEP_KEYS, Experiment, TrialConfig, validation_error
+from harness.console import format_table
 from harness.errors import ConfigError
 
 SECTIONS = ("stage1", "stage2", "sample", "eval")
@@ -165,14 +166,5 @@ def trial_table(trials: list[Trial]) -> str:
     jobs = {key: f"s1-{number}" for number, key in enumerate(shared_stage1(trials))}
     header = ["trial", "config hash", "stage-1 job", *columns]
     rows = [[trial.trial_id, trial.config_hash[:12], jobs[trial.stage1_hash],
-             *(_format(trial.swept.get(key, "")) for key in columns)] for trial in trials]
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths))
-             for row in [header, ["-" * w for w in widths], *rows]]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+             *(trial.swept.get(key, "") for key in columns)] for trial in trials]
+    return format_table(header, rows, rule=True)

@@ -1,0 +1,91 @@
+"""The `harness report` subcommand: its arguments and its handler."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+from pathlib import Path
+from typing import Any
+
+EXPERIMENT_HELP = "experiment YAML whose sweep to report, e.g. experiments/ablation_fusion.yaml"
+TRACKING_HELP = ("MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
+                 "in the working directory")
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register `report` on the `harness` command's subparsers."""
+    report = subparsers.add_parser(
+        "report", help="tables and plots of a sweep from MLflow",
+        description="Read one sweep of an experiment from MLflow and write paper-style tables "
+        "(Markdown, LaTeX, CSV; mean ± std over seeds, best bold, second underlined, ✗ for "
+        "configurations that failed) and plots (PNG, PDF) with an index.md. The same runs "
+        "always give the same bytes.")
+    report.add_argument("experiment", type=Path, help=EXPERIMENT_HELP)
+    report.add_argument("--profile", action="append", default=[], metavar="NAME",
+                        help="apply the named profile of the YAML first, as `harness run` "
+                             "does (repeatable); selects the same experiment and report block")
+    report.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help="override one key of the YAML, e.g. --set "
+                             "'report.rows=[stage2.fusion]' (value parsed as YAML; repeatable)")
+    which = report.add_mutually_exclusive_group()
+    which.add_argument("--sweep-id", metavar="ID",
+                       help="report this sweep (default: the experiment's latest sweep)")
+    which.add_argument("--compare", nargs=2, metavar=("SWEEP_A", "SWEEP_B"),
+                       help="print a side-by-side table of the metrics both sweeps share "
+                            "(mean per configuration, B - A) instead of writing a report")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="folder to write into (default: reports/<experiment name>)")
+    report.add_argument("--tracking-uri", metavar="URI", help=TRACKING_HELP)
+    report.set_defaults(handler=cmd_report)
+
+
+def load_spec(path: Path, profiles: list[str], overrides: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The validated experiment file and its raw YAML, after profiles and overrides."""
+    from harness.config import load_experiment
+    from harness.errors import ConfigError
+
+    try:
+        experiment = load_experiment(path, profiles, overrides)
+    except ConfigError as error:
+        if error.key != "dataset":
+            raise
+        # A report needs the runs, not the data: point `dataset` at a file that exists so that
+        # a machine without the dataset can still report from a shared store.
+        experiment = load_experiment(path, profiles, [
+            *overrides, f"dataset={json.dumps(str(path.resolve()))}"])
+    return experiment.spec, experiment.raw
+
+
+def _command(args: argparse.Namespace, sweep_id: str) -> str:
+    path = args.experiment
+    if path.is_absolute() and path.is_relative_to(Path.cwd()):
+        path = path.relative_to(Path.cwd())
+    words = ["harness", "report", path.as_posix()]
+    words += [word for name in args.profile for word in ("--profile", name)]
+    words += [word for item in args.overrides for word in ("--set", item)]
+    return shlex.join([*words, "--sweep-id", sweep_id])
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from harness.reports.compare import compare_sweeps
+    from harness.reports.loading import load_sweep
+    from harness.reports.report import write_report
+    from harness.reports.settings import from_experiment
+    from harness.tracking import tracking_uri
+
+    spec, raw = load_spec(args.experiment, args.profile, args.overrides)
+    settings = from_experiment(spec.report, raw, args.experiment)
+    uri = tracking_uri(args.tracking_uri)
+    if args.compare:
+        first, second = (load_sweep(uri, spec.name, sweep_id) for sweep_id in args.compare)
+        print(compare_sweeps(first, second, settings), end="")
+        return 0
+    sweep = load_sweep(uri, spec.name, args.sweep_id)
+    report = write_report(sweep, settings, args.out or Path("reports") / spec.name,
+                          spec.description, _command(args, sweep.sweep_id))
+    print(f"sweep {sweep.sweep_id} ({sweep.date}): {len(report.table.rows)} table rows, "
+          f"{len(report.plots)} plots, {len(report.curves)} training curves")
+    print(f"wrote {len(report.files)} files; open {report.out / 'index.md'}")
+    return 0
