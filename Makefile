@@ -28,4 +28,4 @@ bench: install  ## benchmark scripts (print figures; no assertions)
 	$(BIN)/python benchmarks/sweep_overhead.py
 
 clean:
-	rm -rf .harness mlflow.db mlartifacts reports/*/ .pytest_cache
+	rm -rf .harness mlflow.db mlartifacts .pytest_cache

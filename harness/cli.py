@@ -1,4 +1,4 @@
-"""The `harness` command line: run, ui, data show."""
+"""The `harness` command line: run, ui, data show, report."""
 
 from __future__ import annotations
 
@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="where to write the preview grid (default: <manifest>_preview.png "
                            "in the working directory)")
     show.set_defaults(handler=cmd_data_show)
+
+    from harness.reports import add_commands as add_report_commands
+
+    add_report_commands(commands)
     return parser
 
 

@@ -92,12 +92,28 @@ class ResourcesConfig(Section):
 class ReportMetric(Section):
     name: str
     better: Literal["lower", "higher"]
+    label: str | None = Field(None, description="header text; default from the name")
+    unit: str | None = Field(None, description="unit in the header, e.g. dB")
+    decimals: int | None = Field(None, ge=0, le=10, description="decimals shown")
+
+
+class ReportPlot(Section):
+    x: str = Field(description="param key on the x axis, e.g. stage1.K")
+    metrics: list[str] = Field(default_factory=list, description="default: the report's")
+    logx: bool = False
+    logy: bool = False
+    fit: bool = Field(False, description="power-law fit on log-log axes, slope in the legend")
 
 
 class ReportConfig(Section):
     rows: list[str] = Field(default_factory=list)
     columns: list[str] = Field(default_factory=list)
     metrics: list[ReportMetric] = Field(default_factory=list)
+    plots: list[ReportPlot] | None = Field(
+        None, description="default: one plot per numeric axis; [] for none")
+    curves: list[str] | None = Field(
+        None, description="metrics plotted against training step; default: every metric "
+        "logged at more than one step; [] for none")
 
 
 class TrialConfig(Section):

@@ -119,7 +119,7 @@ def _run_phase(name: str, specs: list[TrialSpec], experiment: Experiment, option
         trainable,
         param_space={"spec": tune.grid_search([spec.to_dict() for spec in specs])},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency,
+            max_concurrent_trials=concurrency, reuse_actors=True,
             trial_name_creator=lambda trial: trial.config["spec"]["trial_id"],
             trial_dirname_creator=lambda trial: trial.config["spec"]["trial_id"]),
         run_config=tune.RunConfig(

@@ -13,7 +13,8 @@ import tempfile
 import time
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,8 +184,10 @@ class WeightsStore:
         self.root = Path(self.root).expanduser()
         self.hub_dir = Path(self.hub_dir) if self.hub_dir is not None else default_hub_dir()
 
-    def lock(self) -> FileLock:
-        self.root.mkdir(parents=True, exist_ok=True)
+    def lock(self) -> AbstractContextManager[object]:
+        """Writers hold it; readers too, so none sees a new file beside an old record."""
+        if not self.root.is_dir() or not os.access(self.root, os.W_OK):
+            return nullcontext()  # a read-only shared weights dir: nobody writes to it here
         return FileLock(str(self.root / ".weights.lock"))
 
     def record_path(self, kind: str) -> Path:
@@ -285,6 +288,7 @@ class WeightsStore:
                 f"{path}: looks like {fmt.description} but its sha256 {digest} is not a published "
                 f"one ({', '.join(fmt.published) or 'none known'}); pass --allow-unverified to "
                 f"use it anyway")
+        self.root.mkdir(parents=True, exist_ok=True)
         with self.lock(), tempfile.TemporaryDirectory(dir=self.root) as tmp:
             staged = Path(tmp) / "weights.pth"
             checks = fmt.convert(obj, path, staged)
@@ -427,9 +431,24 @@ def _hint(network: str) -> str:
     return PROVISION_HINT
 
 
+_ACTIVE: list[WeightsStore] = []
+
+
+@contextmanager
+def using(weights: WeightsStore | None) -> Iterator[None]:
+    """Make `weights` the store that store() returns inside the block (None: no change)."""
+    if weights is not None:
+        _ACTIVE.append(weights)
+    try:
+        yield
+    finally:
+        if weights is not None:
+            _ACTIVE.pop()
+
+
 def store() -> WeightsStore:
-    """The store of this environment ($HARNESS_WEIGHTS_DIR, $TORCH_HOME), read at call time."""
-    return WeightsStore()
+    """The active store, else this environment's ($HARNESS_WEIGHTS_DIR, $TORCH_HOME)."""
+    return _ACTIVE[-1] if _ACTIVE else WeightsStore()
 
 
 def resolve(network: str) -> Resolved:

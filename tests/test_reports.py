@@ -8,8 +8,10 @@ import json
 import math
 import statistics
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import pytest
 from mlflow.entities import Metric, Param
 from mlflow.tracking import MlflowClient
@@ -22,7 +24,7 @@ from harness.reports.compare import compare_sweeps
 from harness.reports.fit import power_law_fit
 from harness.reports.loading import ReportError, load_sweep
 from harness.reports.report import write_report
-from harness.reports.settings import ReportSettings, from_experiment
+from harness.reports.settings import ReportSettings, from_experiment, resolve
 
 FUSIONS = ["add", "concat", "adaptive", "gated", "broken"]
 # (psnr, lpips) per seed; PSNR (higher better) ranks adaptive > concat, LPIPS (lower better)
@@ -62,7 +64,8 @@ def add_sweep(uri: str, experiment: str, sweep_id: str, start: int,
                          params=[Param(k, str(v)) for k, v in trial["params"].items()])
         if "error" in trial:
             client.set_tag(run_id, "error", trial["error"])
-        client.set_terminated(run_id, "FAILED" if "error" in trial else "FINISHED")
+        client.set_terminated(run_id, trial.get("status", "FAILED" if "error" in trial
+                                                else "FINISHED"))
     client.set_terminated(parent, "FINISHED")
 
 
@@ -75,11 +78,16 @@ def ablation_trials(shift: float = 0.0) -> list[dict[str, Any]]:
                 trial["error"] = f"RuntimeError: {fusion} diverged\nTraceback ..."
             else:
                 trial["metrics"] = {"recon/psnr": values[0] + shift, "recon/lpips": values[1]}
-                if fusion == "add":
-                    trial["tags"] = {"unavailable/fid": "no Inception weights offline"}
+                if fusion == "add":  # both spellings of the tag
+                    key = "unavailable/fid" if seed else "fid.unavailable"
+                    trial["tags"] = {key: "no Inception weights offline"}
                 else:
                     trial["metrics"]["fid"] = 10.0 + seed
             trials.append(trial)
+    # a run of adaptive/seed 0 left by an interrupted driver; --resume re-ran that trial
+    trials.append({"params": {"stage2.fusion": "adaptive", "seed": 0}, "status": "KILLED",
+                   "metrics": {"recon/psnr": 99.0}, "tags": {"config_hash": "adaptive-0"}})
+    trials[4]["tags"] = {"config_hash": "adaptive-0"}
     return trials
 
 
@@ -138,7 +146,7 @@ def ablation_report(store: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
 def test_latest_sweep_by_default_and_a_named_one(store: str) -> None:
     assert load_sweep(store, "ablation").sweep_id == "sweep-new"
     old = load_sweep(store, "ablation", "sweep-old")
-    assert old.sweep_id == "sweep-old" and len(old.runs) == 10
+    assert old.sweep_id == "sweep-old" and len(old.runs) == 10  # the KILLED duplicate is dropped
     assert old.date == "2023-11-14 22:13 UTC" and old.commits == ["c0ffee1"]
     with pytest.raises(ReportError, match="no sweep 'nope'"):
         load_sweep(store, "ablation", "nope")
@@ -265,3 +273,29 @@ def test_report_command(store: str, tmp_path: Path, capsys: pytest.CaptureFixtur
                               "--compare", "sweep-old", "sweep-new"])
     assert args.handler(args) == 0
     assert "| adaptive " in capsys.readouterr().out
+
+
+def test_default_plots_follow_the_axes() -> None:
+    runs = pd.DataFrame({
+        "params.stage1.K": [16, 64, 256], "params.sample.ddim_steps": [10, 20, 50],
+        "params.gddcm.p": [0.05, 0.5, 0.95], "params.stage2.fusion": ["a", "b", "c"],
+        "metrics.lpips": [0.3, 0.2, 0.1], "swept": [{"stage1.K": 16, "seed": 0}] * 3})
+    report = ReportConfig(rows=["stage1.K", "sample.ddim_steps", "gddcm.p", "stage2.fusion"])
+    plots = resolve(from_experiment(report, {}), runs).plots
+    assert [(p.x, p.logx, p.logy, p.fit, p.metrics) for p in plots] == [
+        ("stage1.K", True, True, True, ("lpips",)),
+        ("sample.ddim_steps", True, False, False, ("lpips",)),
+        ("gddcm.p", False, False, False, ("lpips",))]
+    assert resolve(from_experiment(ReportConfig(), {}), runs).rows == ("stage1.K",)
+
+
+def test_plots_and_curves_from_report_settings(store: str, tmp_path: Path) -> None:
+    """The optional `plots` and `curves` of the report block (read from dicts or models)."""
+    report = SimpleNamespace(rows=["stage1.K"], columns=[], metrics=[
+        ReportMetric(name="lpips", better="lower")], curves=[],
+        plots=[{"x": "stage1.K", "logx": True}])
+    result = write_report(load_sweep(store, "codebook"), from_experiment(report, {}), tmp_path)
+    assert [plot.stem for plot in result.plots] == ["lpips_vs_stage1-K"]
+    assert result.plots[0].fits == [] and result.curves == []
+    assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
+        "lpips_vs_stage1-K.pdf", "lpips_vs_stage1-K.png"]

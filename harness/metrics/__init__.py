@@ -11,6 +11,19 @@ PairwiseFn = Callable[[np.ndarray, np.ndarray], float]
 
 
 @dataclass(frozen=True)
+class Provenance:
+    """What a metric runs on (network and settings, weights hash), or why it cannot run now."""
+
+    extractor: str | None = None
+    weights_sha256: str | None = None
+    unavailable_reason: str | None = None
+
+
+def _needs_nothing() -> Provenance:
+    return Provenance()
+
+
+@dataclass(frozen=True)
 class PairwiseMetric:
     """A metric over paired uint8 NHWC image sets (reconstruction vs original)."""
 
@@ -18,15 +31,20 @@ class PairwiseMetric:
     fn: PairwiseFn
     higher_is_better: bool
     description: str
+    provenance: Callable[[], Provenance] = _needs_nothing  # metrics that need weights say so
+
+    def unavailable_reason(self) -> str | None:
+        return self.provenance().unavailable_reason
 
 
 PAIRWISE: dict[str, PairwiseMetric] = {}
 
 
-def register_pairwise(name: str, higher_is_better: bool, description: str
+def register_pairwise(name: str, higher_is_better: bool, description: str,
+                      provenance: Callable[[], Provenance] = _needs_nothing
                       ) -> Callable[[PairwiseFn], PairwiseFn]:
     def add(fn: PairwiseFn) -> PairwiseFn:
-        PAIRWISE[name] = PairwiseMetric(name, fn, higher_is_better, description)
+        PAIRWISE[name] = PairwiseMetric(name, fn, higher_is_better, description, provenance)
         return fn
     return add
 
@@ -37,4 +55,5 @@ def get_pairwise(name: str) -> PairwiseMetric:
     return PAIRWISE[name]
 
 
-from harness.metrics import pairwise  # noqa: E402,F401  (registers psnr, ssim, l1)
+# Registration side effects: psnr, ssim, l1 (scikit-image) and lpips (weights from the store).
+from harness.metrics import pairwise, perceptual  # noqa: E402,F401

@@ -12,7 +12,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from harness.metrics import register_pairwise
 
 
-def _check(real: np.ndarray, fake: np.ndarray) -> None:
+def check_pair(real: np.ndarray, fake: np.ndarray) -> None:
     if real.shape != fake.shape or real.ndim != 4 or real.shape[-1] != 3:
         raise ValueError(f"expected two NHWC RGB sets of one shape, got {real.shape} and "
                          f"{fake.shape}")
@@ -22,7 +22,7 @@ def _check(real: np.ndarray, fake: np.ndarray) -> None:
 
 @register_pairwise("psnr", higher_is_better=True, description="PSNR in dB, data_range 255")
 def psnr(real: np.ndarray, fake: np.ndarray) -> float:
-    _check(real, fake)
+    check_pair(real, fake)
     return float(np.mean([peak_signal_noise_ratio(r, f, data_range=255)
                           for r, f in zip(real, fake, strict=True)]))
 
@@ -30,7 +30,7 @@ def psnr(real: np.ndarray, fake: np.ndarray) -> float:
 @register_pairwise("ssim", higher_is_better=True,
                    description="SSIM, Gaussian window sigma 1.5, data_range 255")
 def ssim(real: np.ndarray, fake: np.ndarray) -> float:
-    _check(real, fake)
+    check_pair(real, fake)
     return float(np.mean([
         structural_similarity(r, f, data_range=255, channel_axis=-1, gaussian_weights=True,
                               sigma=1.5, use_sample_covariance=False)
@@ -39,5 +39,5 @@ def ssim(real: np.ndarray, fake: np.ndarray) -> float:
 
 @register_pairwise("l1", higher_is_better=False, description="mean |x - y| on [0, 1] pixels")
 def l1(real: np.ndarray, fake: np.ndarray) -> float:
-    _check(real, fake)
+    check_pair(real, fake)
     return float(np.mean(np.abs(real.astype(np.float64) - fake.astype(np.float64))) / 255.0)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from harness.reports.loading import FINISHED, UNAVAILABLE
+from harness.reports.loading import FINISHED, unavailable_tags
 
 Key = tuple[Any, ...]
 
@@ -74,8 +74,8 @@ def make_cell(runs: pd.DataFrame, metric: str) -> Cell:
     finished = runs[runs["status"] == FINISHED]
     column = f"metrics.{metric}"
     values = finished[column].dropna() if column in finished else pd.Series(dtype=float)
-    reason_column = f"tags.{UNAVAILABLE}{metric}"
-    reasons = finished[reason_column].dropna() if reason_column in finished else []
+    reasons = [reason for column in unavailable_tags(metric) if column in finished
+               for reason in finished[column].dropna()]
     return Cell(tuple(float(v) for v in values if math.isfinite(v)), len(runs), len(finished),
                 tuple(_failure(run) for _, run in runs[runs["status"] != FINISHED].iterrows()),
                 tuple(sorted({first_line(str(reason)) for reason in reasons})))

@@ -16,7 +16,12 @@ from harness.errors import HarnessError
 from harness.tracking import STAGE_SWEEP, STAGE_TRIAL, child_runs, sweep_runs
 
 FINISHED = "FINISHED"
-UNAVAILABLE = "unavailable/"  # tag prefix: unavailable/<metric> = the reason
+
+
+def unavailable_tags(metric: str) -> tuple[str, str]:
+    """Columns of the tags that give why a metric could not be computed; both spellings are
+    in use: `unavailable/<metric>` and `<metric>.unavailable` (harness.metrics.result)."""
+    return f"tags.unavailable/{metric}", f"tags.{metric}.unavailable"
 
 
 class ReportError(HarnessError):

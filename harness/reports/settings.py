@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -71,15 +72,19 @@ def metric_spec(name: str, better: str | None = None, item: Any = None) -> Metri
                       _field(item, "unit", unit), _field(item, "decimals"))
 
 
+def _plot_spec(item: Any) -> PlotSpec:
+    fit = bool(_field(item, "fit"))  # a power-law fit is a line on log-log axes
+    return PlotSpec(_field(item, "x"), tuple(_field(item, "metrics", ())),
+                    fit or bool(_field(item, "logx")), fit or bool(_field(item, "logy")), fit)
+
+
 def from_experiment(report: Any, raw: dict[str, Any], source: Path | None = None
                     ) -> ReportSettings:
     """Settings from an experiment's `report` block (a ReportConfig) and its raw YAML."""
     metrics = tuple(metric_spec(item.name, item.better, item) for item in report.metrics)
     plots = _field(report, "plots")
     if plots is not None:
-        plots = tuple(PlotSpec(
-            _field(item, "x"), tuple(_field(item, "metrics", ())), bool(_field(item, "logx")),
-            bool(_field(item, "logy")), bool(_field(item, "fit"))) for item in plots)
+        plots = tuple(_plot_spec(item) for item in plots)
     curves = _field(report, "curves")
     return ReportSettings(tuple(report.rows), tuple(report.columns), metrics, plots,
                           tuple(curves) if curves is not None else None, raw, source)
@@ -90,13 +95,16 @@ def resolve(settings: ReportSettings, runs: pd.DataFrame) -> ReportSettings:
     params = sorted(column.removeprefix("params.") for column in runs.columns
                     if column.startswith("params."))
     rows = settings.rows or _swept_keys(runs)
-    for block, keys in (("rows", rows), ("columns", settings.columns)):
+    plot_axes = tuple(plot.x for plot in settings.plots or ())
+    for block, keys in (("rows", rows), ("columns", settings.columns), ("plots", plot_axes)):
         missing = [key for key in keys if key not in params]
         if missing:
+            close = difflib.get_close_matches(missing[0], params, n=3)
+            hint = (f"did you mean {' or '.join(close)}?" if close else
+                    f"the swept keys are {', '.join(_swept_keys(runs)) or 'none'}")
             raise ConfigError(settings.source, f"report.{block}",
-                              f"no param {', '.join(missing)} in the sweep's runs; params are "
-                              f"dotted config keys such as {', '.join(params[:6])}")
-    metrics = settings.metrics or _default_metrics(runs)
+                              f"no param {', '.join(missing)} in the sweep's runs; {hint}")
+    metrics = _distinct_labels(settings.metrics or _default_metrics(runs))
     plots = settings.plots
     if plots is None:
         plots = _default_plots(rows + settings.columns, metrics, runs)
@@ -104,6 +112,13 @@ def resolve(settings: ReportSettings, runs: pd.DataFrame) -> ReportSettings:
         plots = tuple(replace(plot, metrics=plot.metrics or tuple(m.name for m in metrics))
                       for plot in plots)
     return replace(settings, rows=rows, metrics=metrics, plots=plots)
+
+
+def _distinct_labels(metrics: tuple[MetricSpec, ...]) -> tuple[MetricSpec, ...]:
+    """Metrics that would share a header (recon/psnr, samples/psnr) show their full names."""
+    labels = [metric.label for metric in metrics]
+    return tuple(replace(metric, label=metric.name) if labels.count(metric.label) > 1 else metric
+                 for metric in metrics)
 
 
 def _swept_keys(runs: pd.DataFrame) -> tuple[str, ...]:

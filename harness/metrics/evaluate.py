@@ -1,0 +1,59 @@
+"""What trials call: pairwise and set metrics by name, each result with its provenance."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from harness.cache import ArtifactCache
+from harness.metrics import PAIRWISE, get_pairwise
+from harness.metrics.result import MetricResult, unavailable
+from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
+from harness.weights import WeightsStore, using
+
+RECONSTRUCTION_METRICS = ("psnr", "ssim", "l1", "lpips", "rfid")
+
+
+def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
+                   ) -> list[MetricResult]:
+    """Pairwise metrics (fake[i] against real[i]); one that cannot run says why."""
+    results = []
+    for name in metrics:
+        metric = get_pairwise(name)
+        provenance = metric.provenance()
+        if provenance.unavailable_reason is not None:
+            results.append(unavailable(name, provenance.unavailable_reason, len(fake)))
+            continue
+        results.append(MetricResult(name, metric.fn(real, fake), None, len(fake),
+                                    provenance.extractor, provenance.weights_sha256))
+    return results
+
+
+def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
+             cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
+             weights: WeightsStore | None = None, progress: bool = False
+             ) -> list[MetricResult]:
+    """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
+
+    Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
+    """
+    unknown = [n for n in metrics if n not in PAIRWISE and n not in SET_METRICS]
+    if unknown:
+        raise KeyError(f"unknown metric(s) {', '.join(unknown)}; registered: "
+                       f"{', '.join([*PAIRWISE, *SET_METRICS])}")
+    set_names = [n for n in metrics if n in SET_METRICS]
+    by_name: dict[str, list[MetricResult]] = {}
+    if set_names:
+        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress)
+        for name in set_names:
+            outputs = SET_METRICS[name].outputs
+            by_name[name] = [r for r in set_results if r.name in outputs]
+    pair_names = [n for n in metrics if n in PAIRWISE]
+    if pair_names:
+        if real is None or real.shape != fake.shape:
+            raise ValueError("pairwise metrics need real and fake sets of one shape")
+        with using(weights):
+            for result in evaluate_pairs(real, fake, pair_names):
+                by_name[result.name] = [result]
+    return [result for name in metrics for result in by_name[name]]

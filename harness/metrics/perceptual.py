@@ -1,0 +1,56 @@
+"""LPIPS: the `lpips` package, AlexNet, v0.1, inputs in [-1, 1], weights from the harness's store."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from harness.metrics import Provenance, register_pairwise
+from harness.metrics.pairwise import check_pair
+from harness.weights import Resolved, WeightsUnavailable, store
+
+TAG = "lpips-v0.1-alex/[-1,1]"
+BATCH = 32
+
+_MODELS: dict[str, torch.nn.Module] = {}
+
+
+def load_lpips(found: Resolved) -> torch.nn.Module:
+    """lpips.LPIPS built without any download, then loaded from the resolved file (cached)."""
+    from harness.metrics.convert import new_lpips, torchvision_alexnet_to_lpips
+
+    if found.sha256 not in _MODELS:
+        state = torch.load(found.path, map_location="cpu", weights_only=True)
+        if found.kind == "torchvision-alexnet":
+            state = torchvision_alexnet_to_lpips(state)
+        model = new_lpips()
+        model.load_state_dict(state)
+        _MODELS.clear()
+        _MODELS[found.sha256] = model
+    return _MODELS[found.sha256]
+
+
+def _provenance() -> Provenance:
+    try:
+        found = store().resolve("lpips-alex")
+    except WeightsUnavailable as error:
+        return Provenance(unavailable_reason=str(error))
+    return Provenance(TAG, found.sha256)
+
+
+def to_lpips_input(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+
+
+@register_pairwise("lpips", higher_is_better=False, provenance=_provenance,
+                   description="LPIPS v0.1 AlexNet (lpips package), inputs in [-1, 1]")
+def lpips_distance(real: np.ndarray, fake: np.ndarray) -> float:
+    check_pair(real, fake)
+    model = load_lpips(store().resolve("lpips-alex"))
+    distances = []
+    with torch.inference_mode():
+        for start in range(0, len(real), BATCH):
+            a = to_lpips_input(real[start:start + BATCH])
+            b = to_lpips_input(fake[start:start + BATCH])
+            distances.append(model(a, b).flatten())
+    return float(torch.cat(distances).mean())

