@@ -57,8 +57,27 @@ def get_set_metric(name: str) -> SetMetric:
 
 
 def _fid(real: np.ndarray, fake: np.ndarray) -> float:
+    if min(len(real), len(fake)) <= real.shape[1]:
+        return fid_low_rank(real, fake)
     stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (real, fake)]
     return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
+
+
+def fid_low_rank(real: np.ndarray, fake: np.ndarray) -> float:
+    """torch-fidelity's FID (equal to float tolerance; tested) for sets smaller than the dimension.
+
+    With centred features A, B the covariances are A'A/(n1-1) and B'B/(n2-1), and the nonzero
+    eigenvalues of their product are the squared singular values of A B' / sqrt((n1-1)(n2-1)),
+    so tr sqrt(S1 S2) is that matrix's nuclear norm: an n1 x n2 SVD instead of torch-fidelity's
+    eigvals of a 2048 x 2048 product (about 20 s on 2 CPU cores).
+    """
+    a = real.astype(np.float64) - real.astype(np.float64).mean(0)
+    b = fake.astype(np.float64) - fake.astype(np.float64).mean(0)
+    scale = (len(a) - 1) * (len(b) - 1)
+    diff = real.astype(np.float64).mean(0) - fake.astype(np.float64).mean(0)
+    trace = (a * a).sum() / (len(a) - 1) + (b * b).sum() / (len(b) - 1)
+    tr_covmean = np.linalg.svd(a @ b.T / np.sqrt(scale), compute_uv=False).sum()
+    return float(diff @ diff + trace - 2 * tr_covmean)
 
 
 @register_set_metric("fid", ("fid",), higher_is_better=False,

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cache import ArtifactCache
+
+
+def _build_slowly(folder: Path) -> None:
+    time.sleep(0.5)
+    (folder / "model.pt").write_bytes(b"weights")
+    with (folder.parent.parent / "builds.log").open("a") as log:
+        log.write("built\n")
+
+
+def _get(root: str) -> bool:
+    return ArtifactCache(Path(root)).get_or_build("stage1", "abc", _build_slowly).built
+
+
+def test_builds_once_and_then_hits(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    assert cache.lookup("stage1", "abc") is None
+    first = cache.get_or_build("stage1", "abc", _build_slowly)
+    second = cache.get_or_build("stage1", "abc", _build_slowly)
+    assert first.built and not second.built
+    assert (second.path / "model.pt").read_bytes() == b"weights"
+    assert cache.lookup("stage1", "abc") == first.path
+
+
+def test_concurrent_processes_build_one_entry_once(tmp_path: Path) -> None:
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        built = pool.map(_get, [str(tmp_path)] * 3)
+    assert sorted(built) == [False, False, True]
+    assert (tmp_path / "builds.log").read_text() == "built\n"
+    assert not list((tmp_path / "stage1").glob(".*.tmp"))  # no staging folder left behind
+
+
+def test_corrupted_entry_is_rebuilt_with_a_warning(tmp_path: Path,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    cache = ArtifactCache(tmp_path)
+    entry = cache.get_or_build("stage1", "abc", _build_slowly).path
+    (entry / "model.pt").write_bytes(b"bit rot")
+    assert cache.lookup("stage1", "abc") is None
+    with caplog.at_level(logging.WARNING):
+        again = cache.get_or_build("stage1", "abc", _build_slowly)
+    assert again.built
+    assert "does not match its sha256" in caplog.text
+    assert (again.path / "model.pt").read_bytes() == b"weights"
+
+
+def test_a_failing_build_leaves_no_entry(tmp_path: Path) -> None:
+    def broken(folder: Path) -> None:
+        (folder / "half.pt").write_bytes(b"x")
+        raise RuntimeError("out of memory")
+
+    cache = ArtifactCache(tmp_path)
+    with pytest.raises(RuntimeError):
+        cache.get_or_build("stage1", "abc", broken)
+    assert cache.lookup("stage1", "abc") is None
+    assert sorted(p.name for p in (tmp_path / "stage1").iterdir()) == ["abc.lock"]
