@@ -154,6 +154,9 @@ def configure_logging(level: str) -> None:
                         datefmt="%H:%M:%S")
     for noisy in ("mlflow", "alembic", "ray", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # Tune's own advice (Tuner.restore, missing result files) does not apply: the harness
+    # resumes through MLflow and reports trial results itself.
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

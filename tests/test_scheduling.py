@@ -3,6 +3,7 @@ a sqlite store and a real `mlflow server` on loopback."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -127,10 +128,8 @@ def test_killed_driver_resumes_with_one_finished_run_per_trial(tmp_path: Path) -
     finally:
         # Ray's helper processes outlive a SIGKILLed driver; clean them up.
         time.sleep(1)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     assert len([run for run in by_stage(store_runs(uri), "trial")
                 if run.info.status == "FINISHED"]) < 6
 
