@@ -10,26 +10,10 @@ import sys
 from pathlib import Path
 
 from harness import __version__
+from harness.cli_common import TRACKING_HELP, add_experiment_arguments
 from harness.errors import HarnessError
 
 log = logging.getLogger("harness")
-
-EXPERIMENT_HELP = "experiment YAML, e.g. experiments/ablation_fusion.yaml"
-TRACKING_HELP = ("MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else "
-                 "sqlite:///mlflow.db in the working directory")
-
-
-def _add_experiment_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("experiment", type=Path, help=EXPERIMENT_HELP)
-    parser.add_argument("--profile", action="append", default=[], metavar="NAME",
-                        help="deep-merge the named block of the YAML's `profiles` over the "
-                             "config (repeatable; applied in order)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one key after the profiles, e.g. --set stage1.f=8 or "
-                             "--set 'stage2.fusion={sweep: [add, concat]}' (value parsed as "
-                             "YAML; repeatable)")
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -45,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                               description="Expand the experiment's sweep into trials, train "
                               "each distinct stage-1 model once, run every trial on Ray Tune "
                               "and record a parent run plus one child run per trial in MLflow.")
-    _add_experiment_args(run)
+    add_experiment_arguments(run, "experiment YAML, e.g. experiments/ablation_fusion.yaml")
     run.add_argument("--dry-run", action="store_true",
                      help="print the expanded trial table and the shared stage-1 jobs; run "
                           "nothing and write nothing")

@@ -154,7 +154,7 @@ class Experiment(BaseModel):
     path: Path
     raw: dict[str, Any]  # after profiles and overrides, with sweep specs still in place
     spec: ExperimentFile
-    dataset_path: Path
+    dataset_path: Path | None  # None only when loaded with require_dataset=False
     profiles: tuple[str, ...] = ()
     overrides: tuple[str, ...] = ()
 
@@ -247,8 +247,13 @@ def resolve_dataset(experiment_path: Path, dataset: str) -> Path:
 
 
 def load_experiment(path: str | Path, profiles: list[str] | tuple[str, ...] = (),
-                    overrides: list[str] | tuple[str, ...] = ()) -> Experiment:
-    """Read an experiment YAML, deep-merge the named profiles, apply --set, validate keys."""
+                    overrides: list[str] | tuple[str, ...] = (), require_dataset: bool = True
+                    ) -> Experiment:
+    """Read an experiment YAML, deep-merge the named profiles, apply --set, validate keys.
+
+    `require_dataset=False` is for commands that only read results (reports): a missing
+    manifest then leaves `dataset_path` None instead of raising.
+    """
     path = Path(path)
     raw = read_yaml(path)
     available = raw.get("profiles") or {}
@@ -267,6 +272,11 @@ def load_experiment(path: str | Path, profiles: list[str] | tuple[str, ...] = ()
         spec = ExperimentFile.model_validate(raw)
     except ValidationError as error:
         raise validation_error(path, error, tuple(overrides)) from None
-    return Experiment(path=path, raw=raw, spec=spec,
-                      dataset_path=resolve_dataset(path, spec.dataset),
+    try:
+        dataset_path: Path | None = resolve_dataset(path, spec.dataset)
+    except ConfigError:
+        if require_dataset:
+            raise
+        dataset_path = None
+    return Experiment(path=path, raw=raw, spec=spec, dataset_path=dataset_path,
                       profiles=tuple(profiles), overrides=tuple(overrides))

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 from pathlib import Path
 from typing import Any
 
-EXPERIMENT_HELP = "experiment YAML whose sweep to report, e.g. experiments/ablation_fusion.yaml"
-TRACKING_HELP = ("MLflow tracking URI; default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db "
-                 "in the working directory")
+from harness.cli_common import TRACKING_HELP, add_experiment_arguments
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -21,14 +18,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "(Markdown, LaTeX, CSV; mean ± std over seeds, best bold, second underlined, ✗ for "
         "configurations that failed) and plots (PNG, PDF) with an index.md. The same runs "
         "always give the same bytes.")
-    report.add_argument("experiment", type=Path, help=EXPERIMENT_HELP)
-    report.add_argument("--profile", action="append", default=[], metavar="NAME",
-                        help="apply the named profile of the YAML first, as `harness run` "
-                             "does (repeatable); selects the same experiment and report block")
-    report.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE",
-                        help="override one key of the YAML, e.g. --set "
-                             "'report.rows=[stage2.fusion]' (value parsed as YAML; repeatable)")
+    add_experiment_arguments(report, "experiment YAML whose sweep to report, e.g. "
+                             "experiments/ablation_fusion.yaml")
     which = report.add_mutually_exclusive_group()
     which.add_argument("--sweep-id", metavar="ID",
                        help="report this sweep (default: the experiment's latest sweep)")
@@ -44,17 +35,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def load_spec(path: Path, profiles: list[str], overrides: list[str]) -> tuple[Any, dict[str, Any]]:
     """The validated experiment file and its raw YAML, after profiles and overrides."""
     from harness.config import load_experiment
-    from harness.errors import ConfigError
 
-    try:
-        experiment = load_experiment(path, profiles, overrides)
-    except ConfigError as error:
-        if error.key != "dataset":
-            raise
-        # A report needs the runs, not the data: point `dataset` at a file that exists so that
-        # a machine without the dataset can still report from a shared store.
-        experiment = load_experiment(path, profiles, [
-            *overrides, f"dataset={json.dumps(str(path.resolve()))}"])
+    # A report needs the runs, not the data: a machine without the dataset can still report.
+    experiment = load_experiment(path, profiles, overrides, require_dataset=False)
     return experiment.spec, experiment.raw
 
 
