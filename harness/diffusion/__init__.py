@@ -1,0 +1,1 @@
+"""Diffusion: noise schedules, training objectives and samplers, separate from the models."""

@@ -1,0 +1,101 @@
+"""Samplers: each owns its timesteps and its `step`; the model is passed in, never stored.
+
+DDIM (Song et al. 2021; DESIGN section 4, seed 000 Sec. 2.3):
+  z_{t'} = sqrt(a_{t'}) x0_hat + sqrt(1 - a_{t'} - sigma_t^2) eps_hat + sigma_t eps,
+  sigma_t = eta sqrt((1 - a_{t'}) / (1 - a_t)) sqrt(1 - a_t / a_{t'}),
+with t' the previous of S evenly spaced steps and a = alpha_bar. eta = 0 is deterministic;
+eta = 1 with S = T is DDPM's ancestral sampler.
+DDPM ancestral sampling (Ho et al. 2020, Eq. 6-7) is kept as the reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from harness.diffusion.objectives import to_x0_eps
+from harness.diffusion.schedules import NoiseSchedule
+
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class DDIMSampler:
+    schedule: NoiseSchedule
+    steps: int  # S
+    eta: float = 0.0
+    prediction: str = "eps"
+
+    def timesteps(self) -> list[int]:
+        """S evenly spaced steps of 0..T-1, from the noisiest to the cleanest."""
+        T = self.schedule.T
+        if not 1 <= self.steps <= T:
+            raise ValueError(f"DDIM steps must be in 1..T={T}, got {self.steps}")
+        grid = torch.linspace(0, T - 1, self.steps, dtype=torch.float64).round().long()
+        return sorted(set(grid.tolist()), reverse=True)
+
+    def sigma(self, t: int, t_prev: int) -> float:
+        a_t = float(self.schedule.alpha_bar_at(t))
+        a_prev = float(self.schedule.alpha_bar_at(t_prev))
+        return self.eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
+
+    def step(self, output: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """z_t -> z_{t_prev} by the DDIM update; t_prev = -1 ends at the data."""
+        a_t = self.schedule.alpha_bar_at(t).to(z_t.dtype)
+        a_prev = self.schedule.alpha_bar_at(t_prev).to(z_t.dtype)
+        x0, eps = to_x0_eps(self.prediction, output, z_t, a_t)
+        sigma = self.sigma(t, t_prev)
+        z_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
+        if sigma > 0:
+            z_prev = z_prev + sigma * torch.randn(z_t.shape, generator=generator,
+                                                  dtype=z_t.dtype)
+        return z_prev
+
+
+@dataclass(frozen=True)
+class DDPMSampler:
+    schedule: NoiseSchedule
+    prediction: str = "eps"
+
+    def timesteps(self) -> list[int]:
+        return list(range(self.schedule.T - 1, -1, -1))
+
+    def posterior_variance(self, t: int) -> float:
+        """beta_tilde_t = (1 - a_{t-1}) / (1 - a_t) beta_t (DDPM Eq. 7)."""
+        a_t = float(self.schedule.alpha_bar_at(t))
+        a_prev = float(self.schedule.alpha_bar_at(t - 1))
+        return (1 - a_prev) / (1 - a_t) * float(self.schedule.betas[t])
+
+    def step(self, output: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Sample q(z_{t-1} | z_t, x0_hat) (DDPM Eq. 6-7)."""
+        assert t_prev == t - 1, "DDPM steps one timestep at a time"
+        a_t = float(self.schedule.alpha_bar_at(t))
+        a_prev = float(self.schedule.alpha_bar_at(t_prev))
+        beta = float(self.schedule.betas[t])
+        x0, _ = to_x0_eps(self.prediction, output, z_t, torch.tensor(a_t, dtype=z_t.dtype))
+        mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((1 - beta) ** 0.5 * (1 - a_prev) /
+                                                        (1 - a_t)) * z_t
+        if t == 0:
+            return mean
+        return mean + self.posterior_variance(t) ** 0.5 * torch.randn(
+            z_t.shape, generator=generator, dtype=z_t.dtype)
+
+
+Sampler = DDIMSampler | DDPMSampler
+
+
+@torch.inference_mode()
+def sample(model: Denoiser, sampler: Sampler, shape: tuple[int, ...],
+           generator: torch.Generator | None = None, z_T: torch.Tensor | None = None
+           ) -> torch.Tensor:
+    """Run the reverse chain from z_T (default: N(0, I) noise) to z_0."""
+    z = torch.randn(shape, generator=generator) if z_T is None else z_T
+    steps = sampler.timesteps()
+    for t, t_prev in zip(steps, [*steps[1:], -1], strict=True):
+        output = model(z, torch.full((shape[0],), t, dtype=torch.long))
+        z = sampler.step(output, t, t_prev, z, generator)
+    return z
