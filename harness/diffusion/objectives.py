@@ -58,13 +58,13 @@ def loss_weight(weighting: str, prediction: str, snr: torch.Tensor, gamma: float
 
 
 def diffusion_loss(model: torch.nn.Module, z0: torch.Tensor, schedule: NoiseSchedule,
-                   prediction: str, weighting: str, generator: torch.Generator | None = None
-                   ) -> torch.Tensor:
+                   prediction: str, weighting: str, generator: torch.Generator | None = None,
+                   gamma: float = 5.0) -> torch.Tensor:
     """One Monte-Carlo estimate of the weighted objective with t ~ U{0..T-1}."""
     t = torch.randint(0, schedule.T, (len(z0),), generator=generator)
     eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
     a = _broadcast(schedule.alpha_bar_at(t), z0)
     z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
     per_sample = (model(z_t, t) - target(prediction, z0, eps, a)).pow(2).flatten(1).mean(1)
-    weight = loss_weight(weighting, prediction, schedule.snr(t)).to(z0.dtype)
+    weight = loss_weight(weighting, prediction, schedule.snr(t), gamma).to(z0.dtype)
     return (weight * per_sample).mean()
