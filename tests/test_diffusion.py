@@ -93,7 +93,7 @@ def test_ddim_timesteps_are_s_evenly_spaced_steps() -> None:
     steps = DDIMSampler(schedule, 10).timesteps()
     assert len(steps) == 10 and steps[0] == 499 and steps[-1] == 0
     assert steps == sorted(steps, reverse=True)
-    with pytest.raises(ValueError, match="1..T=500"):
+    with pytest.raises(ValueError, match=r"1\.\.T=500"):
         DDIMSampler(schedule, 501).timesteps()
 
 
