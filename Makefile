@@ -18,6 +18,7 @@ install:
 	fi
 
 run: install  ## the main job: the fusion ablation on the embedded default data
+	$(BIN)/harness weights provision
 	$(BIN)/harness run experiments/ablation_fusion.yaml
 
 test: install  ## lint and the whole test suite
@@ -25,7 +26,9 @@ test: install  ## lint and the whole test suite
 	$(BIN)/python -m pytest
 
 bench: install  ## benchmark scripts (print figures; no assertions)
+	$(BIN)/harness weights provision
 	$(BIN)/python benchmarks/sweep_overhead.py
+	$(BIN)/python benchmarks/inception_throughput.py
 
 clean:
 	rm -rf .harness mlflow.db mlartifacts .pytest_cache

@@ -1,4 +1,4 @@
-"""The `harness` command line: run, ui, data show, report."""
+"""The `harness` command line: run, ui, data, weights, metrics, report."""
 
 from __future__ import annotations
 
@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
                            "in the working directory)")
     show.set_defaults(handler=cmd_data_show)
 
+    from harness.metrics.cli import add_commands as add_metric_commands
     from harness.reports import add_commands as add_report_commands
 
+    add_metric_commands(commands)
     add_report_commands(commands)
     return parser
 

