@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from harness.errors import ConfigError
 
@@ -27,19 +34,63 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
-class Stage1Config(Section):
-    """Stage-1 autoencoder E, D with compression factor f = H / h (DESIGN section 4)."""
+STAGE1_KINDS = {"conv_ae": "no regularizer, the cheap baseline",
+                "ivq_vae": "VQ-reg, seed 000 section 2.1", "kl": "KL-reg, seed 001 section 3.1"}
+STAGE1_EVAL_METRICS = ["l1", "lpips", "psnr", "ssim", "rfid"]
 
-    kind: Literal["conv_ae"] = Field(
-        "conv_ae", description="autoencoder family; the model issues add ivq_vae and kl")
-    f: int = Field(4, description="spatial compression factor, a power of two")
+
+class Stage1Config(Section):
+    """Stage-1 autoencoder E, D with compression factor f = H / h (DESIGN section 4).
+
+    Loss (seed 000 section 2.1, LDM section 3.1): L1 + perceptual_weight * LPIPS
+    + adaptive adversarial_weight * hinge GAN term (from step adversarial_start)
+    + beta * commitment (ivq_vae) or kl_weight * KL (kl).
+    """
+
+    kind: Literal["conv_ae", "ivq_vae", "kl"] = Field(
+        "ivq_vae", description="autoencoder family / latent regularizer: " + "; ".join(
+            f"{name}: {meaning}" for name, meaning in STAGE1_KINDS.items()))
+    f: int = Field(4, description="spatial compression factor f = H/h = 2^m")
     K: int = Field(256, description="codebook size of the vector quantizer, a power of two")
-    latent_channels: int = Field(4, ge=1)
-    channels: int = Field(32, ge=1, description="width of the first convolution")
+    latent_channels: int = Field(4, ge=1, description="c of the h x w x c latent")
+    channels: int = Field(16, ge=1, description="width of the first resolution level")
+    channel_mult: list[int] | None = Field(
+        None, min_length=1, description="width of level l = channels * channel_mult[l] (last "
+        "entry repeated for deeper levels); default min(2^l, 4)")
+    num_res_blocks: int = Field(1, ge=0, description="residual blocks per resolution level")
+    attention_heads: int = Field(4, ge=1, description="heads of the self-attention at the "
+                                 "lowest resolution")
+    attention_max_tokens: int = Field(
+        256, ge=0, description="the attention runs only where the lowest resolution has at most "
+        "this many positions h*w (its cost grows as (h*w)^2); 0: never")
+    perceptual_weight: float = Field(1.0, ge=0, description="weight of the LPIPS term")
+    adversarial_weight: float = Field(0.5, ge=0, description="weight of the patch-GAN term "
+                                      "(times VQGAN's adaptive weight)")
+    adversarial_start: int = Field(200, ge=0, description="warm-up steps before the "
+                                   "discriminator and the GAN term start")
+    beta: float = Field(0.25, ge=0, description="commitment weight beta (VQ-VAE Eq. 3)")
+    ema_decay: float = Field(0.99, ge=0, lt=1, description="EMA decay gamma of the codebook")
+    dead_code_threshold: float = Field(
+        0.1, ge=0, description="a code whose EMA count falls below this fraction of its fair "
+        "share (batch vectors / K) is restarted from a random encoder output")
+    kl_weight: float = Field(1e-6, ge=0, description="weight of the KL term (kind kl)")
     train_steps: int = Field(300, ge=1)
     batch_size: int = Field(16, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate of E, D and the discriminator")
     seed: int = Field(0, description="stage 1 has its own seed so that arms can share it")
+    eval_images: int = Field(256, ge=1, description="eval-split images (at most the split) "
+                             "the stage-1 evaluation reconstructs")
+    eval_metrics: list[str] = Field(
+        default_factory=lambda: list(STAGE1_EVAL_METRICS),
+        description="reconstruction metrics of the stage-1 evaluation (harness.metrics names)")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, kind: object) -> object:
+        if isinstance(kind, str) and kind not in STAGE1_KINDS:
+            known = "; ".join(f"{name} ({meaning})" for name, meaning in STAGE1_KINDS.items())
+            raise ValueError(f"unknown stage-1 kind (regularizer) {kind!r}; known: {known}")
+        return kind
 
     @field_validator("f")
     @classmethod
@@ -55,18 +106,67 @@ class Stage1Config(Section):
             raise ValueError(f"K must be a positive power of two, got {k}")
         return k
 
+    @field_validator("channel_mult")
+    @classmethod
+    def _positive_mult(cls, mult: list[int] | None) -> list[int] | None:
+        if mult is not None and min(mult) < 1:
+            raise ValueError(f"channel multipliers must be >= 1, got {mult}")
+        return mult
+
+    @field_validator("attention_heads")
+    @classmethod
+    def _heads_divide_width(cls, heads: int, info: ValidationInfo) -> int:
+        if not {"kind", "f", "channels", "channel_mult"} <= info.data.keys():
+            return heads  # an earlier key is invalid and reported already
+        width = cls.level_widths(info.data["f"], info.data["channels"],
+                                 info.data["channel_mult"])[-1]
+        if info.data["kind"] != "conv_ae" and width % heads:
+            raise ValueError(f"attention_heads={heads} must divide the {width} channels at the "
+                             f"lowest resolution (channels x multiplier for f={info.data['f']})")
+        return heads
+
+    @staticmethod
+    def level_widths(f: int, channels: int, channel_mult: list[int] | None) -> list[int]:
+        """Width of each of the log2(f) + 1 resolution levels: channels * mult[level].
+
+        Default rule mult = min(2^level, 4); a given channel_mult is cut to the levels there
+        are, its last entry repeated when it is shorter, so one list serves every f of a sweep.
+        """
+        levels = f.bit_length()
+        mult = channel_mult or [min(2**level, 4) for level in range(levels)]
+        return [channels * mult[min(level, len(mult) - 1)] for level in range(levels)]
+
+    def check_resolution(self, resolution: int, file: str | Path | None = None) -> None:
+        """f must not exceed (and must divide) the image side; a ConfigError naming stage1.f."""
+        if self.f > resolution or resolution % self.f:
+            largest = resolution & -resolution  # the largest power of two dividing it
+            problem = "is larger than" if self.f > resolution else "does not divide"
+            raise ConfigError(file, "stage1.f", f"f={self.f} {problem} the {resolution}x"
+                              f"{resolution} images of the dataset; the largest f they allow "
+                              f"is {largest}")
+
 
 class Stage2Config(Section):
     """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training."""
 
     fusion: Literal["add", "concat", "adaptive"] = "adaptive"
-    T: int = Field(500, ge=1, description="number of forward diffusion steps")
+    channels: int = Field(32, ge=4, description="width of the first FFTD level")
+    channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
+    heads: int = Field(4, ge=1)
+    attention_resolution: int = Field(16, ge=1, description="self-attention at and below it")
+    dropout: float = Field(0.0, ge=0, lt=1)
+    T: int = Field(500, ge=2, description="number of forward diffusion steps")
+    beta_schedule: Literal["linear", "scaled_linear", "cosine"] = "scaled_linear"
     prediction: Literal["eps", "v", "x0"] = "eps"
     loss_weighting: Literal["uniform", "min_snr"] = "uniform"
+    min_snr_gamma: float = Field(5.0, gt=0)
     train_steps: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=1)
     lr: float = Field(1e-4, gt=0)
-    ema: float = Field(0.999, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    ema: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights")
+    eval_every: int = Field(0, ge=0, description="KID (and FID) every N steps; 0: only at the end")
+    eval_num_samples: int = Field(64, ge=2, description="samples per periodic evaluation")
 
 
 class SampleConfig(Section):
@@ -74,6 +174,7 @@ class SampleConfig(Section):
     ddim_steps: int = Field(50, ge=1, description="DDIM steps S out of T")
     eta: float = Field(0.0, ge=0)
     num_samples: int = Field(256, ge=1)
+    batch_size: int = Field(128, ge=1)
 
 
 class EvalConfig(Section):

@@ -1,4 +1,4 @@
-"""A plain convolutional autoencoder: the spine's stage 1 until the IVQ-VAE lands.
+"""A plain convolutional autoencoder without regularizer: the cheap baseline stage 1.
 
 The encoder halves the resolution log2(f) times with strided convolutions, so a 64x64
 image becomes a (latent_channels, 64/f, 64/f) latent; the decoder mirrors it.
@@ -6,24 +6,24 @@ image becomes a (latent_channels, 64/f, 64/f) latent; the decoder mirrors it.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from harness.config import Stage1Config
 from harness.models import register_stage1
+from harness.models.base import Stage1Model, Stage1Output
+from harness.models.blocks import stage1_widths
 
 
 def _block(channels_in: int, channels_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(channels_in, channels_out, 3, padding=1), nn.SiLU())
 
 
-class ConvAutoencoder(nn.Module):
-    def __init__(self, f: int, channels: int, latent_channels: int) -> None:
+class ConvAutoencoder(Stage1Model):
+    def __init__(self, widths: list[int], latent_channels: int) -> None:
         super().__init__()
-        levels = int(math.log2(f))
-        widths = [channels * min(2**level, 4) for level in range(levels + 1)]
+        self.latent_channels = latent_channels
+        levels = len(widths) - 1
         encoder: list[nn.Module] = [_block(3, widths[0])]
         for level in range(levels):
             encoder += [nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1),
@@ -43,10 +43,13 @@ class ConvAutoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.encode(x))
+    def autoencode(self, x: torch.Tensor) -> Stage1Output:
+        return Stage1Output(self.decode(self.encode(x)), x.new_zeros(()))
+
+    def last_layer(self) -> torch.Tensor:
+        return self.decoder[-1].weight
 
 
 @register_stage1("conv_ae")
 def build(config: Stage1Config) -> ConvAutoencoder:
-    return ConvAutoencoder(config.f, config.channels, config.latent_channels)
+    return ConvAutoencoder(stage1_widths(config), config.latent_channels)

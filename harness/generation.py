@@ -1,0 +1,155 @@
+"""Stage 2 of a trial: train (or reuse) the latent denoiser, sample, decode, evaluate.
+
+The stage-2 model is cached like stage 1, by its config, the stage-1 model it was trained
+on and the seed, so sampling-only sweeps (DDIM steps, eta) train it once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.cache import ArtifactCache
+from harness.config import SampleConfig, Stage2Config, TrialConfig
+from harness.data import Dataset, save_grid
+from harness.diffusion.samplers import DDIMSampler, DDPMSampler, Sampler, sample
+from harness.diffusion.schedules import NoiseSchedule
+from harness.metrics.evaluate import evaluate
+from harness.metrics.result import mlflow_fields
+from harness.metrics.sets import ReferenceKey
+from harness.sweep import config_hash
+from harness.tracking import TrackedRun, log_params, scratch_dir
+from harness.training import to_model_range, to_uint8
+from harness.training_stage2 import build_fftd, latent_scale, train_stage2
+
+log = logging.getLogger(__name__)
+
+STAGE2_CODE_VERSION = "fftd-1"  # bump when stage-2 training changes what it produces
+PERIODIC_METRICS = ("kid", "fid")  # during training: KID carries small N, FID where N allows
+GRID_IMAGES = 64
+LogFn = Callable[[dict[str, float], int], None]
+
+
+@dataclass
+class Stage2Model:
+    denoiser: torch.nn.Module  # the EMA weights
+    scale: float  # latents are multiplied by it before diffusion (LDM 4.3.2)
+    latent_shape: tuple[int, int, int]
+    summary: dict[str, float]
+    built: bool
+
+
+def stage2_cache_key(config: TrialConfig, stage1_key: str) -> str:
+    return config_hash({"stage2": config.stage2.model_dump(mode="json"), "stage1": stage1_key,
+                        "seed": config.seed, "code": STAGE2_CODE_VERSION})
+
+
+@torch.inference_mode()
+def encode_images(stage1: torch.nn.Module, images: np.ndarray, batch_size: int = 64
+                  ) -> torch.Tensor:
+    """z = E(x) for uint8 NHWC images; the frozen stage-1 encoder."""
+    return torch.cat([stage1.encode(to_model_range(images[i:i + batch_size]))
+                      for i in range(0, len(images), batch_size)])
+
+
+def make_sampler(config: SampleConfig, stage2: Stage2Config) -> Sampler:
+    schedule = NoiseSchedule.create(stage2.beta_schedule, stage2.T)
+    if config.sampler == "ddpm":
+        return DDPMSampler(schedule, stage2.prediction)
+    return DDIMSampler(schedule, config.ddim_steps, config.eta, stage2.prediction)
+
+
+@torch.inference_mode()
+def generate(stage1: torch.nn.Module, model: Stage2Model, sampler: Sampler, count: int,
+             batch_size: int, seed: int) -> np.ndarray:
+    """`count` images: z_T ~ N(0, I) -> sampler -> z_0 / scale -> D(z_0) -> uint8 NHWC."""
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for start in range(0, count, batch_size):
+        n = min(batch_size, count - start)
+        z0 = sample(model.denoiser, sampler, (n, *model.latent_shape), generator)
+        images.append(to_uint8(stage1.decode(z0 / model.scale)))
+    return np.concatenate(images)
+
+
+def load_stage2(config: TrialConfig, stage1: torch.nn.Module, stage1_key: str,
+                train_images: np.ndarray, cache: ArtifactCache, log_metrics: LogFn | None = None,
+                periodic_eval: Callable[[int, Stage2Model], None] | None = None) -> Stage2Model:
+    """The trained denoiser from the cache, trained on E(train images) first if missing."""
+    latents = encode_images(stage1, train_images)
+    scale = latent_scale(latents)
+    shape = tuple(latents.shape[1:])
+
+    def build(folder: Path) -> None:
+        log.info("training stage 2 (FFTD, %s fusion) on %d latents of shape %s",
+                 config.stage2.fusion, len(latents), shape)
+
+        def every(step: int, ema: torch.nn.Module) -> None:
+            if periodic_eval is not None:
+                periodic_eval(step, Stage2Model(ema, scale, shape, {}, True))
+
+        result = train_stage2(config.stage2, latents * scale, config.seed, log_metrics, every)
+        torch.save(result.ema.state_dict(), folder / "ema.pt")
+        summary = {"train_seconds": result.seconds, "train_images_per_second":
+                   result.images_per_second, "final_train_loss": float(np.mean(
+                       result.history[-50:])), "latent_scale": scale,
+                   "params": float(sum(p.numel() for p in result.ema.parameters()))}
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+
+    entry = cache.get_or_build("stage2", stage2_cache_key(config, stage1_key), build)
+    denoiser = build_fftd(config.stage2, shape[0], shape[-1])
+    denoiser.load_state_dict(torch.load(entry.path / "ema.pt", weights_only=True))
+    summary = json.loads((entry.path / "summary.json").read_text())
+    return Stage2Model(denoiser.eval(), summary["latent_scale"], shape, summary, entry.built)
+
+
+def reference_set(dataset: Dataset, count: int) -> tuple[np.ndarray, ReferenceKey]:
+    """The first `count` eval images (at most the split) and their cache key."""
+    count = min(count, len(dataset.eval))
+    return dataset.eval[:count], ReferenceKey(dataset.content_hash, "eval", count)
+
+
+def run_generation(config: TrialConfig, dataset: Dataset, stage1: torch.nn.Module,
+                   stage1_key: str, cache: ArtifactCache, run: TrackedRun) -> dict[str, float]:
+    """Train or reuse stage 2, sample `sample.num_samples` images and log their metrics."""
+    sampler = make_sampler(config.sample, config.stage2)
+    metrics = config.eval.sample_metrics
+
+    def periodic_eval(step: int, model: Stage2Model) -> None:
+        n = config.stage2.eval_num_samples
+        images = generate(stage1, model, sampler, n, config.sample.batch_size, config.seed)
+        reference, key = reference_set(dataset, n)
+        fields = mlflow_fields(evaluate(reference, images, PERIODIC_METRICS, cache, key),
+                               "train/")
+        run.log_metrics(fields.metrics, step)
+
+    model = load_stage2(config, stage1, stage1_key, dataset.train, cache, run.log_metrics,
+                        periodic_eval)
+    run.log_metrics({"stage2/cache_hit": float(not model.built)} |
+                    {f"stage2/{key}": value for key, value in model.summary.items()})
+    start = time.perf_counter()
+    samples = generate(stage1, model, sampler, config.sample.num_samples,
+                       config.sample.batch_size, config.seed)
+    seconds = time.perf_counter() - start
+    reference, key = reference_set(dataset, config.sample.num_samples)
+    fields = mlflow_fields(evaluate(reference, samples, metrics, cache, key))
+    fields.metrics |= {"sample/images_per_second": len(samples) / seconds,
+                       "sample/num_images": float(len(samples))}
+    run.log_metrics(fields.metrics)
+    log_params(run.client, run.run_id, fields.params)
+    run.set_tags(fields.tags)
+    folder = scratch_dir()
+    try:
+        save_grid(samples[:GRID_IMAGES], folder / "samples.png")
+        run.log_artifact(folder / "samples.png", "images")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return fields.metrics
