@@ -1,4 +1,4 @@
-"""Stage 2 of a trial: train (or reuse) the latent denoiser, sample, decode, evaluate.
+"""Stage 2 of a trial: train (or reuse) the latent denoiser, then sample and decode.
 
 The stage-2 model is cached like stage 1, by its config, the stage-1 model it was trained
 on and the seed, so sampling-only sweeps (DDIM steps, eta) train it once.
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,22 +17,15 @@ import torch
 
 from harness.cache import ArtifactCache
 from harness.config import SampleConfig, Stage2Config, TrialConfig
-from harness.data import Dataset, save_grid
 from harness.diffusion.samplers import DDIMSampler, DDPMSampler, Sampler, sample
 from harness.diffusion.schedules import NoiseSchedule
-from harness.metrics.evaluate import evaluate
-from harness.metrics.result import mlflow_fields
-from harness.metrics.sets import ReferenceKey
 from harness.sweep import config_hash
-from harness.tracking import TrackedRun, log_params, scratch_dir
 from harness.training import to_model_range, to_uint8
 from harness.training_stage2 import build_fftd, latent_scale, train_stage2
 
 log = logging.getLogger(__name__)
 
 STAGE2_CODE_VERSION = "fftd-1"  # bump when stage-2 training changes what it produces
-PERIODIC_METRICS = ("kid", "fid")  # during training: KID carries small N, FID where N allows
-GRID_IMAGES = 64
 LogFn = Callable[[dict[str, float], int], None]
 
 
@@ -109,47 +100,3 @@ def load_stage2(config: TrialConfig, stage1: torch.nn.Module, stage1_key: str,
     denoiser.load_state_dict(torch.load(entry.path / "ema.pt", weights_only=True))
     summary = json.loads((entry.path / "summary.json").read_text())
     return Stage2Model(denoiser.eval(), summary["latent_scale"], shape, summary, entry.built)
-
-
-def reference_set(dataset: Dataset, count: int) -> tuple[np.ndarray, ReferenceKey]:
-    """The first `count` eval images (at most the split) and their cache key."""
-    count = min(count, len(dataset.eval))
-    return dataset.eval[:count], ReferenceKey(dataset.content_hash, "eval", count)
-
-
-def run_generation(config: TrialConfig, dataset: Dataset, stage1: torch.nn.Module,
-                   stage1_key: str, cache: ArtifactCache, run: TrackedRun) -> dict[str, float]:
-    """Train or reuse stage 2, sample `sample.num_samples` images and log their metrics."""
-    sampler = make_sampler(config.sample, config.stage2)
-    metrics = config.eval.sample_metrics
-
-    def periodic_eval(step: int, model: Stage2Model) -> None:
-        n = config.stage2.eval_num_samples
-        images = generate(stage1, model, sampler, n, config.sample.batch_size, config.seed)
-        reference, key = reference_set(dataset, n)
-        fields = mlflow_fields(evaluate(reference, images, PERIODIC_METRICS, cache, key),
-                               "train/")
-        run.log_metrics(fields.metrics, step)
-
-    model = load_stage2(config, stage1, stage1_key, dataset.train, cache, run.log_metrics,
-                        periodic_eval)
-    run.log_metrics({"stage2/cache_hit": float(not model.built)} |
-                    {f"stage2/{key}": value for key, value in model.summary.items()})
-    start = time.perf_counter()
-    samples = generate(stage1, model, sampler, config.sample.num_samples,
-                       config.sample.batch_size, config.seed)
-    seconds = time.perf_counter() - start
-    reference, key = reference_set(dataset, config.sample.num_samples)
-    fields = mlflow_fields(evaluate(reference, samples, metrics, cache, key))
-    fields.metrics |= {"sample/images_per_second": len(samples) / seconds,
-                       "sample/num_images": float(len(samples))}
-    run.log_metrics(fields.metrics)
-    log_params(run.client, run.run_id, fields.params)
-    run.set_tags(fields.tags)
-    folder = scratch_dir()
-    try:
-        save_grid(samples[:GRID_IMAGES], folder / "samples.png")
-        run.log_artifact(folder / "samples.png", "images")
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-    return fields.metrics

@@ -19,7 +19,8 @@ TINY_MANIFEST = {
 TINY_EXPERIMENT = {
     "name": "tiny",
     "dataset": "tiny_shapes.yaml",
-    "stage1": {"f": 2, "channels": 8, "latent_channels": 2, "train_steps": 20, "batch_size": 8},
+    "stage1": {"kind": "conv_ae", "f": 2, "channels": 8, "latent_channels": 2, "train_steps": 20,
+               "batch_size": 8, "eval_images": 16, "eval_metrics": ["l1", "psnr", "ssim"]},
     "stage2": {"fusion": {"sweep": ["add", "concat"]}},
     "eval": {"num_images": 16},
     "seeds": [0, 1],
