@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from harness.config import SWEEP_KEYS, Experiment, TrialConfig, validation_error
 from harness.console import format_table
+from harness.data import load_manifest
 from harness.errors import ConfigError
 
 SECTIONS = ("stage1", "stage2", "sample", "eval")
@@ -123,14 +124,17 @@ def expand(experiment: Experiment) -> list[Trial]:
     grid = [leaf for leaf in leaves if leaf.kind == "sweep"]
     random_leaves = [leaf for leaf in leaves if leaf.kind != "sweep"]
     rng = random.Random(spec.sweep_seed)
+    resolution = load_manifest(experiment.dataset_path).resolution
     trials: list[Trial] = []
     for _ in range(spec.num_samples if random_leaves else 1):
         for point in itertools.product(*(leaf.values for leaf in grid)):
             swept = {leaf.key: value for leaf, value in zip(grid, point, strict=True)}
             swept |= {leaf.key: _draw(leaf, rng) for leaf in random_leaves}
             for seed in spec.seeds:
-                trials.append(_make_trial(experiment, len(trials), swept, seed,
-                                          seeded=len(spec.seeds) > 1))
+                trial = _make_trial(experiment, len(trials), swept, seed,
+                                    seeded=len(spec.seeds) > 1)
+                trial.config.stage1.check_resolution(resolution, experiment.path)
+                trials.append(trial)
     return trials
 
 

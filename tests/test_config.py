@@ -34,6 +34,7 @@ def test_set_parses_yaml_values() -> None:
     ({"stage1": {"f": "big"}}, "stage1.f", "integer"),
     ({"stage1": {"f": 3}}, "stage1.f", "power of two"),
     ({"stage1": {"K": 1000}}, "stage1.K", "power of two"),
+    ({"stage1": {"f": {"sweep": [2, 32]}}}, "stage1.f", "larger than the 16x16 images"),
     ({"stage2": {"fusion": {"sweep": "add"}}}, "stage2.fusion.sweep", "non-empty list"),
     ({"stage2": {"lr": {"uniform": [1, 0.1]}}}, "stage2.lr.uniform", "lo < hi"),
     ({"stage2": {"fusion": {"sweep": ["add", "sum"]}}}, "stage2.fusion", "'sum'"),
