@@ -28,7 +28,9 @@ from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_s
 from harness.training import train_stage1
 
 REPO = Path(__file__).resolve().parent.parent
-STAGE1 = {"f": 4, "channels": 16, "batch_size": 16}
+# The plain autoencoder and cheap evaluation, so that a trial's time is its training.
+STAGE1 = {"kind": "conv_ae", "f": 4, "channels": 16, "batch_size": 16, "eval_images": 64,
+          "eval_metrics": ["l1", "psnr", "ssim"]}
 
 
 def calibrate_steps(work_seconds: float) -> int:
