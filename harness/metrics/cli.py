@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from harness.cache import ArtifactCache, default_cache_dir
+from harness.console import format_table
 from harness.errors import ConfigError
 from harness.metrics.result import MetricResult
 from harness.weights import NETWORKS, WEIGHTS_DIR_ENV, WeightsStore
@@ -101,13 +102,6 @@ def _store(args: argparse.Namespace) -> WeightsStore:
     return WeightsStore(args.weights_dir) if args.weights_dir else WeightsStore()
 
 
-def table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-             for r in [header, ["-" * w for w in widths], *rows]]
-    return "\n".join(lines)
-
-
 def cmd_weights_status(args: argparse.Namespace) -> int:
     statuses = _store(args).status()
     if args.json:
@@ -116,7 +110,7 @@ def cmd_weights_status(args: argparse.Namespace) -> int:
         return 0
     rows = [[s.network, "yes" if s.available else "no", s.source or "-",
              (s.sha256 or "-")[:16], str(s.path or "-")] for s in statuses]
-    print(table(["network", "available", "source", "sha256", "path"], rows))
+    print(format_table(["network", "available", "source", "sha256", "path"], rows, rule=True))
     for s in statuses:
         if s.reason:
             print(f"\n{s.network}: {s.reason}")
@@ -141,7 +135,7 @@ def format_results(results: list[MetricResult]) -> str:
     rows = [[r.name, f"{r.value:.6g}" if r.value is not None else "unavailable",
              str(r.num_images), r.extractor or "-", (r.weights_sha256 or "-")[:12],
              r.unavailable_reason or ""] for r in results]
-    return table(["metric", "value", "N", "extractor", "weights", "note"], rows)
+    return format_table(["metric", "value", "N", "extractor", "weights", "note"], rows, rule=True)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
