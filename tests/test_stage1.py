@@ -112,11 +112,15 @@ def test_swept_invalid_k_names_the_key(tmp_path: Path) -> None:
 
 
 def test_f_larger_than_the_image_names_stage1_f(tmp_path: Path) -> None:
+    from harness.config import Stage1Config
+
     path = write_experiment(tmp_path, stage1=CHEAP | {"f": 32})  # 16x16 images
-    config = expand(load_experiment(path))[0].config.stage1
-    with pytest.raises(ConfigError) as caught:
-        load_stage1(config, load_dataset(tmp_path / "tiny_shapes.yaml"),
-                    ArtifactCache(tmp_path / "cache"))
+    with pytest.raises(ConfigError) as caught:  # at expansion, so --dry-run catches it
+        expand(load_experiment(path))
+    assert caught.value.key == "stage1.f" and "largest f they allow is 16" in caught.value.message
+    with pytest.raises(ConfigError) as caught:  # and again where the data is loaded
+        load_stage1(Stage1Config(**CHEAP | {"f": 32}), load_dataset(
+            tmp_path / "tiny_shapes.yaml"), ArtifactCache(tmp_path / "cache"))
     assert caught.value.key == "stage1.f" and "largest f they allow is 16" in caught.value.message
 
 
