@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlflow.tracking import MlflowClient
+
 from harness.cache import default_cache_dir
 from harness.config import Experiment
+from harness.errors import ConfigError
 from harness.pipeline import TrialSpec, execute
 from harness.sweep import Trial, shared_stage1
 from harness.tracking import (
@@ -204,13 +207,9 @@ def _open_sweep(experiment: Experiment, uri: str, experiment_id: str, options: R
                                     "left running by an interrupted driver; re-run by --resume")
             if stale:
                 log.info("marked %d runs of the interrupted sweep as KILLED", stale)
-            from mlflow.tracking import MlflowClient
-
             MlflowClient(uri).update_run(parent.info.run_id, status="RUNNING")
             return SweepOutcome(sweep_id, uri, experiment_id, parent.info.run_id)
         if options.sweep_id:
-            from harness.errors import ConfigError
-
             raise ConfigError(experiment.path, "--sweep-id",
                               f"no sweep {options.sweep_id!r} in experiment {experiment.spec.name}")
         log.info("no earlier sweep of %s to resume; starting a new one", experiment.spec.name)
@@ -242,8 +241,6 @@ def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dic
 
 
 def _close_sweep(outcome: SweepOutcome) -> None:
-    from mlflow.tracking import MlflowClient
-
     client = MlflowClient(outcome.tracking_uri)
     runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
     if outcome.interrupted:

@@ -175,10 +175,11 @@ class TrackedRun:
             self.set_tags({"error": self.error[:5000]})
             self.log_text("".join(traceback.format_exception(kind, error, trace)),
                           "traceback.txt")
-        if self.client.get_run(self.run_id).info.status != "RUNNING":
+        stored = self.client.get_run(self.run_id).info.status
+        if stored != "RUNNING":
             # A resuming driver already marked this orphaned run KILLED and re-runs the
             # trial; keeping that status is what stops the trial from being counted twice.
-            self.status = self.client.get_run(self.run_id).info.status
+            self.status = stored
         else:
             self.client.set_terminated(self.run_id, self.status)
         return error is not None and not isinstance(error, KeyboardInterrupt)
