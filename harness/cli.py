@@ -1,4 +1,4 @@
-"""The `harness` command line: run, ui, data, weights, metrics, report."""
+"""The `harness` command line: run, ui, data, weights, metrics, report, check."""
 
 from __future__ import annotations
 
@@ -75,11 +75,15 @@ def build_parser() -> argparse.ArgumentParser:
                            "in the working directory)")
     show.set_defaults(handler=cmd_data_show)
 
+    from harness.check import add_commands as add_check_commands
+    from harness.gddcm import add_commands as add_tokenize_commands
     from harness.metrics.cli import add_commands as add_metric_commands
     from harness.reports import add_commands as add_report_commands
 
     add_metric_commands(commands)
     add_report_commands(commands)
+    add_tokenize_commands(commands)
+    add_check_commands(commands)
     return parser
 
 
@@ -100,7 +104,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from harness.scheduling import RunOptions, run_sweep
     from harness.summary import print_outcome
+    from harness.trial import check_trial_config
 
+    for trial in trials:
+        check_trial_config(trial.config, experiment.path)
     options = RunOptions(resume=args.resume, sweep_id=args.sweep_id, address=args.address,
                          tracking_uri=args.tracking_uri, cache_dir=args.cache_dir,
                          max_concurrent_trials=args.max_concurrent, verbose=args.verbose,

@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from harness.errors import ConfigError
@@ -157,6 +158,9 @@ class Stage2Config(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     T: int = Field(500, ge=2, description="number of forward diffusion steps")
     beta_schedule: Literal["linear", "scaled_linear", "cosine"] = "scaled_linear"
+    process: Literal["ddpm", "rectified_flow"] = Field(
+        "ddpm", description="forward process: ddpm (discrete time, beta_schedule) or "
+        "rectified_flow (z_t = (1-t) z_0 + t eps, flow matching; v is the velocity eps - z_0)")
     prediction: Literal["eps", "v", "x0"] = "eps"
     loss_weighting: Literal["uniform", "min_snr"] = "uniform"
     min_snr_gamma: float = Field(5.0, gt=0)
@@ -168,6 +172,13 @@ class Stage2Config(Section):
     eval_every: int = Field(0, ge=0, description="KID (and FID) every N steps; 0: only at the end")
     eval_num_samples: int = Field(64, ge=2, description="samples per periodic evaluation")
 
+    @field_validator("loss_weighting")
+    @classmethod
+    def _flow_weighting(cls, value: str, info: ValidationInfo) -> str:
+        if value != "uniform" and info.data.get("process") == "rectified_flow":
+            raise ValueError("rectified_flow trains with uniform weighting")
+        return value
+
 
 class SampleConfig(Section):
     sampler: Literal["ddim", "ddpm"] = "ddim"
@@ -178,9 +189,12 @@ class SampleConfig(Section):
 
 
 class EvalConfig(Section):
-    metrics: list[str] = Field(default_factory=lambda: ["psnr", "ssim", "l1"])
-    num_images: int = Field(64, ge=1, description="eval-split images reconstructed per trial")
-    batch_size: int = Field(32, ge=1)
+    """Set metrics of a trial's generated samples against the real eval split."""
+
+    metrics: list[str] = Field(
+        default_factory=lambda: ["fid", "kid", "pr", "is"],
+        description="set metrics of the samples (harness.metrics names); [] skips them")
+    num_images: int = Field(256, ge=1, description="eval-split images of the reference set")
 
 
 class ResourcesConfig(Section):
@@ -217,6 +231,37 @@ class ReportConfig(Section):
         "logged at more than one step; [] for none")
 
 
+class CheckTolerance(Section):
+    """How much worse a metric may get before `harness check` fails: abs or rel, not both."""
+
+    abs: float | None = Field(None, ge=0, description="allowed change for the worse, in the "
+                              "metric's units")
+    rel: float | None = Field(None, ge=0, description="allowed change for the worse, as a "
+                              "fraction of the baseline's magnitude")
+    better: Literal["higher", "lower"] | None = Field(
+        None, description="direction of better; default from the metric registry")
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> CheckTolerance:
+        if (self.abs is None) == (self.rel is None):
+            raise ValueError("give exactly one of abs and rel, e.g. {abs: 0.05} or {rel: 0.02}")
+        return self
+
+
+class CheckConfig(Section):
+    """Tolerances of the regression gate (`harness check`), keyed by a logged metric's full
+    name (`stage1/psnr`) or its registered name (`psnr`: every `*/psnr`); the full name wins."""
+
+    metrics: dict[str, CheckTolerance] = Field(
+        default_factory=dict, description="tolerance per metric name; a metric the registry "
+        "does not score is gated only when listed here")
+    default: CheckTolerance = Field(
+        default_factory=lambda: CheckTolerance(abs=0.0),
+        description="tolerance of every other gated metric (default: no change for the worse)")
+    ignore: list[str] = Field(default_factory=list, description="full or registered metric "
+                              "names the gate leaves out")
+
+
 class TrialConfig(Section):
     """One fully resolved trial: no sweep specs left, one seed."""
 
@@ -245,6 +290,7 @@ class ExperimentFile(Section):
     resources: ResourcesConfig = ResourcesConfig()
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
     report: ReportConfig = ReportConfig()
+    check: CheckConfig = CheckConfig()
 
 
 class Experiment(BaseModel):

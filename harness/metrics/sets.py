@@ -35,6 +35,9 @@ class SetMetric:
     higher_is_better: bool
     description: str
     compute: ComputeFn  # (real features or None, fake features) -> {output: value}
+    # The value moves with N (biased, as FID and IS, or k-NN radii, as PR): values are
+    # comparable only at equal N, which the regression gate enforces.
+    depends_on_n: bool = False
 
 
 SET_METRICS: dict[str, SetMetric] = {}
@@ -42,10 +45,11 @@ SET_METRICS: dict[str, SetMetric] = {}
 
 def register_set_metric(name: str, outputs: tuple[str, ...], *, higher_is_better: bool,
                         description: str, on_logits: bool = False, uses_real: bool = True,
-                        min_images: int = 2) -> Callable[[ComputeFn], ComputeFn]:
+                        min_images: int = 2, depends_on_n: bool = False
+                        ) -> Callable[[ComputeFn], ComputeFn]:
     def add(fn: ComputeFn) -> ComputeFn:
         SET_METRICS[name] = SetMetric(name, outputs, on_logits, uses_real, min_images,
-                                      higher_is_better, description, fn)
+                                      higher_is_better, description, fn, depends_on_n)
         return fn
     return add
 
@@ -80,14 +84,14 @@ def fid_low_rank(real: np.ndarray, fake: np.ndarray) -> float:
     return float(diff @ diff + trace - 2 * tr_covmean)
 
 
-@register_set_metric("fid", ("fid",), higher_is_better=False,
+@register_set_metric("fid", ("fid",), higher_is_better=False, depends_on_n=True,
                      description="Frechet Inception Distance, pool3 (torch-fidelity)")
 def fid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
     assert real is not None
     return {"fid": _fid(real, fake)}
 
 
-@register_set_metric("rfid", ("rfid",), higher_is_better=False,
+@register_set_metric("rfid", ("rfid",), higher_is_better=False, depends_on_n=True,
                      description="FID between reconstructions and their originals")
 def rfid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
     assert real is not None
@@ -109,6 +113,7 @@ def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
 
 
 @register_set_metric("pr", ("precision", "recall", "f_score"), higher_is_better=True, min_images=4,
+                     depends_on_n=True,
                      description="precision / recall, k=3 neighbourhoods on pool3 "
                                  "(torch-fidelity, Kynkaanniemi et al. 2019)")
 def precision_recall(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
@@ -118,6 +123,7 @@ def precision_recall(real: np.ndarray | None, fake: np.ndarray) -> dict[str, flo
 
 
 @register_set_metric("is", ("is", "is_std"), higher_is_better=True, on_logits=True,
+                     depends_on_n=True,
                      uses_real=False, min_images=10,
                      description="Inception Score, 10 splits, logits without bias (torch-fidelity)")
 def inception_score(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:

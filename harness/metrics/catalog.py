@@ -1,0 +1,36 @@
+"""What a logged metric name means: its registered direction and whether it depends on N.
+
+Runs log metrics under a prefix (`recon/psnr`, `stage1/rfid`, `sample/kid`); the part after
+the last `/` is the registered name of a pairwise metric or an output of a set metric.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.metrics import PAIRWISE
+from harness.metrics.sets import SET_METRICS
+
+
+@dataclass(frozen=True)
+class MetricFacts:
+    higher_is_better: bool
+    depends_on_n: bool  # comparable only at equal N (FID, IS, precision/recall)
+
+
+def registered_name(logged: str) -> str:
+    """`stage1/rfid` -> `rfid`."""
+    return logged.rsplit("/", 1)[-1]
+
+
+def describe(logged: str) -> MetricFacts | None:
+    """The registry's facts for a logged metric name; None for names it does not score
+    (timings, counts, training losses) and for spreads such as `kid_std`."""
+    name = registered_name(logged)
+    if name in PAIRWISE:
+        return MetricFacts(PAIRWISE[name].higher_is_better, depends_on_n=False)
+    for metric in SET_METRICS.values():
+        # `<metric>_std` is the spread over subsets or splits, not a score to gate on.
+        if name in metric.outputs and name != f"{metric.name}_std":
+            return MetricFacts(metric.higher_is_better, metric.depends_on_n)
+    return None
