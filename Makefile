@@ -21,9 +21,11 @@ run: install  ## the main job: the fusion ablation on the embedded default data
 	$(BIN)/harness weights provision
 	$(BIN)/harness run experiments/ablation_fusion.yaml
 
-test: install  ## lint and the whole test suite
+test: install  ## lint, the whole test suite, then the regression gate (README, "Regression gate")
 	$(BIN)/ruff check harness tests benchmarks
 	$(BIN)/python -m pytest
+	$(BIN)/harness weights provision
+	$(BIN)/harness check experiments/ci/ --no-progress
 
 bench: install  ## benchmark scripts (print figures; no assertions)
 	$(BIN)/harness weights provision

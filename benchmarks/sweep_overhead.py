@@ -31,6 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 # The plain autoencoder and cheap evaluation, so that a trial's time is its training.
 STAGE1 = {"kind": "conv_ae", "f": 4, "channels": 16, "batch_size": 16, "eval_images": 64,
           "eval_metrics": ["l1", "psnr", "ssim"]}
+# A token stage 2 (a few steps of a small denoiser, a few samples, no set metrics).
+CHEAP_STAGE2 = {"stage2": {"train_steps": 5, "batch_size": 8, "channels": 8,
+                           "channel_mult": [1, 2], "heads": 2},
+                "sample": {"ddim_steps": 3, "num_samples": 8, "batch_size": 8},
+                "eval": {"metrics": [], "num_images": 64}}
 
 
 def calibrate_steps(work_seconds: float) -> int:
@@ -46,7 +51,7 @@ def write_experiment(folder: Path, trials: int, steps: int) -> Path:
     path.write_text(yaml.safe_dump({
         "name": "overhead", "dataset": str(REPO / "data_manifests/skimage_patches.yaml"),
         "stage1": {**STAGE1, "train_steps": steps, "seed": {"sweep": list(range(trials))}},
-        "eval": {"num_images": 64}, "seeds": [0],
+        **CHEAP_STAGE2, "seeds": [0],
         "resources": {"cpus_per_trial": 1, "max_concurrent_trials": 1}}))
     return path
 

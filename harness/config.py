@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import (
@@ -24,6 +24,9 @@ from pydantic import (
 
 from harness.errors import ConfigError
 
+if TYPE_CHECKING:
+    from harness.gddcm.config import GDDCMConfig
+
 SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
 
 
@@ -36,7 +39,9 @@ def _is_power_of_two(value: int) -> bool:
 
 
 STAGE1_KINDS = {"conv_ae": "no regularizer, the cheap baseline",
-                "ivq_vae": "VQ-reg, seed 000 section 2.1", "kl": "KL-reg, seed 001 section 3.1"}
+                "ivq_vae": "VQ-reg, seed 000 section 2.1", "kl": "KL-reg, seed 001 section 3.1",
+                "identity": "no autoencoder (f = 1, E(x) = x in [-1, 1]): stage 2 diffuses "
+                            "in pixel space"}
 STAGE1_EVAL_METRICS = ["l1", "lpips", "psnr", "ssim", "rfid"]
 
 
@@ -48,7 +53,7 @@ class Stage1Config(Section):
     + beta * commitment (ivq_vae) or kl_weight * KL (kl).
     """
 
-    kind: Literal["conv_ae", "ivq_vae", "kl"] = Field(
+    kind: Literal["conv_ae", "ivq_vae", "kl", "identity"] = Field(
         "ivq_vae", description="autoencoder family / latent regularizer: " + "; ".join(
             f"{name}: {meaning}" for name, meaning in STAGE1_KINDS.items()))
     f: int = Field(4, description="spatial compression factor f = H/h = 2^m")
@@ -95,9 +100,11 @@ class Stage1Config(Section):
 
     @field_validator("f")
     @classmethod
-    def _f_power_of_two(cls, f: int) -> int:
+    def _f_power_of_two(cls, f: int, info: ValidationInfo) -> int:
         if not _is_power_of_two(f):
             raise ValueError(f"f must be a power of two (1, 2, 4, ...), got {f}")
+        if info.data.get("kind") == "identity" and f != 1:
+            raise ValueError(f"the identity stage 1 does not compress: f must be 1, got {f}")
         return f
 
     @field_validator("K")
@@ -206,7 +213,9 @@ class ResourcesConfig(Section):
 
 class ReportMetric(Section):
     name: str
-    better: Literal["lower", "higher"]
+    better: Literal["lower", "higher", "none"] | None = Field(
+        None, description="direction of better; default from the metric's name; none: a "
+        "column that is not ranked (e.g. latent resolution)")
     label: str | None = Field(None, description="header text; default from the name")
     unit: str | None = Field(None, description="unit in the header, e.g. dB")
     decimals: int | None = Field(None, ge=0, le=10, description="decimals shown")
@@ -271,6 +280,9 @@ class TrialConfig(Section):
     stage2: Stage2Config = Stage2Config()
     sample: SampleConfig = SampleConfig()
     eval: EvalConfig = EvalConfig()
+    gddcm: GDDCMConfig | None = Field(
+        None, description="tokenize the eval images with the trained stage 2 (gDDCM, seed 002) "
+        "instead of sampling; harness.gddcm.config.GDDCMConfig")
     seed: int = 0
 
 
@@ -284,6 +296,7 @@ class ExperimentFile(Section):
     stage2: dict[str, Any] = Field(default_factory=dict)
     sample: dict[str, Any] = Field(default_factory=dict)
     eval: dict[str, Any] = Field(default_factory=dict)
+    gddcm: dict[str, Any] | None = None
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     num_samples: int = Field(1, ge=1, description="draws of the choice/uniform/loguniform leaves")
     sweep_seed: int = Field(0, description="seeds the random draws, so a sweep is reproducible")
@@ -427,3 +440,7 @@ def load_experiment(path: str | Path, profiles: list[str] | tuple[str, ...] = ()
         dataset_path = None
     return Experiment(path=path, raw=raw, spec=spec, dataset_path=dataset_path,
                       profiles=tuple(profiles), overrides=tuple(overrides))
+
+
+# GDDCMConfig builds on Section and completes TrialConfig's `gddcm` (TrialConfig.model_rebuild).
+import harness.gddcm.config  # noqa: E402,F401

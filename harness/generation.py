@@ -17,8 +17,10 @@ import torch
 
 from harness.cache import ArtifactCache
 from harness.config import SampleConfig, Stage2Config, TrialConfig
-from harness.diffusion.samplers import DDIMSampler, DDPMSampler, Sampler, sample
-from harness.diffusion.schedules import NoiseSchedule
+from harness.diffusion.samplers import DDIMSampler, DDPMSampler, EulerSampler, Sampler, sample
+from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow
+from harness.errors import ConfigError
+from harness.gddcm.model import write_card
 from harness.sweep import config_hash
 from harness.training import to_model_range, to_uint8
 from harness.training_stage2 import build_fftd, latent_scale, train_stage2
@@ -36,6 +38,7 @@ class Stage2Model:
     latent_shape: tuple[int, int, int]
     summary: dict[str, float]
     built: bool
+    path: Path | None = None  # the cache entry (weights and gddcm_model.json)
 
 
 def stage2_cache_key(config: TrialConfig, stage1_key: str) -> str:
@@ -51,11 +54,31 @@ def encode_images(stage1: torch.nn.Module, images: np.ndarray, batch_size: int =
                       for i in range(0, len(images), batch_size)])
 
 
-def make_sampler(config: SampleConfig, stage2: Stage2Config) -> Sampler:
+def _diffusion_sampler(config: SampleConfig, stage2: Stage2Config) -> Sampler:
     schedule = NoiseSchedule.create(stage2.beta_schedule, stage2.T)
     if config.sampler == "ddpm":
         return DDPMSampler(schedule, stage2.prediction)
     return DDIMSampler(schedule, config.ddim_steps, config.eta, stage2.prediction)
+
+
+def _flow_sampler(config: SampleConfig, stage2: Stage2Config) -> Sampler:
+    """The deterministic Euler ODE with S = ddim_steps steps (no ancestral variant)."""
+    if config.sampler == "ddpm" or config.eta != 0:
+        raise ConfigError(None, "sample.sampler", "rectified_flow samples with the Euler ODE: "
+                          "use sampler ddim (S = ddim_steps) with eta 0")
+    if stage2.prediction == "eps":
+        raise ConfigError(None, "stage2.prediction", "rectified_flow with eps prediction has "
+                          "no velocity at t = 1 (pure noise); use v or x0")
+    return EulerSampler(RectifiedFlow(stage2.T), config.ddim_steps, stage2.prediction)
+
+
+SAMPLERS: dict[str, Callable[[SampleConfig, Stage2Config], Sampler]] = {
+    "ddpm": _diffusion_sampler, "rectified_flow": _flow_sampler}  # by Stage2Config.process
+
+
+def make_sampler(config: SampleConfig, stage2: Stage2Config) -> Sampler:
+    """The sampler of stage2's forward process, set up by the sample section."""
+    return SAMPLERS[stage2.process](config, stage2)
 
 
 @torch.inference_mode()
@@ -94,9 +117,12 @@ def load_stage2(config: TrialConfig, stage1: torch.nn.Module, stage1_key: str,
                        result.history[-50:])), "latent_scale": scale,
                    "params": float(sum(p.numel() for p in result.ema.parameters()))}
         (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        # The final entry path, so `harness tokenize encode --model ENTRY` can load it.
+        write_card(folder, config.stage2, shape, scale, cache.path("stage1", stage1_key))
 
     entry = cache.get_or_build("stage2", stage2_cache_key(config, stage1_key), build)
     denoiser = build_fftd(config.stage2, shape[0], shape[-1])
     denoiser.load_state_dict(torch.load(entry.path / "ema.pt", weights_only=True))
     summary = json.loads((entry.path / "summary.json").read_text())
-    return Stage2Model(denoiser.eval(), summary["latent_scale"], shape, summary, entry.built)
+    return Stage2Model(denoiser.eval(), summary["latent_scale"], shape, summary, entry.built,
+                       entry.path)

@@ -69,6 +69,7 @@ def run_stage1_job(spec: TrialSpec) -> dict[str, Any]:
     if (cache.lookup("stage1", stage1_cache_key(config.stage1, dataset)) is not None
             and cache.lookup("stage1-eval", stage1_eval_key(config.stage1, dataset)) is not None):
         return {"status": "FINISHED", "cache_hit": True}
+    built = False  # stays so when load_stage1 raises (the run records the error)
     with spec.open_run({"stage1": config.stage1.model_dump(mode="json"),
                         "dataset": config.dataset}) as run:
         run.set_tags({"dataset_hash": dataset.content_hash})

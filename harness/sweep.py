@@ -23,8 +23,10 @@ from harness.config import SWEEP_KEYS, Experiment, TrialConfig, validation_error
 from harness.console import format_table
 from harness.data import load_manifest
 from harness.errors import ConfigError
+from harness.gddcm.config import check_trial as check_gddcm
 
-SECTIONS = ("stage1", "stage2", "sample", "eval")
+SECTIONS = ("stage1", "stage2", "sample", "eval", "gddcm")
+OPTIONAL_SECTIONS = ("gddcm",)  # absent (None) unless the file has them
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,11 @@ class Trial:
 
     @property
     def config_hash(self) -> str:
-        return config_hash(self.config.model_dump(mode="json"))
+        data = self.config.model_dump(mode="json")
+        for section in OPTIONAL_SECTIONS:  # an absent one leaves older configs' hashes as they were
+            if data.get(section) is None:
+                data.pop(section, None)
+        return config_hash(data)
 
     @property
     def stage1_hash(self) -> str:
@@ -134,6 +140,7 @@ def expand(experiment: Experiment) -> list[Trial]:
                 trial = _make_trial(experiment, len(trials), swept, seed,
                                     seeded=len(spec.seeds) > 1)
                 trial.config.stage1.check_resolution(resolution, experiment.path)
+                check_gddcm(trial.config, resolution, experiment.path)
                 trials.append(trial)
     return trials
 
@@ -141,7 +148,8 @@ def expand(experiment: Experiment) -> list[Trial]:
 def _make_trial(experiment: Experiment, index: int, swept: dict[str, Any], seed: int,
                 seeded: bool) -> Trial:
     tree = {section: json.loads(json.dumps(experiment.raw.get(section) or {}))
-            for section in SECTIONS}
+            for section in SECTIONS
+            if section not in OPTIONAL_SECTIONS or experiment.raw.get(section) is not None}
     for key, value in swept.items():
         _set(tree, key, value)
     try:

@@ -85,6 +85,9 @@ def train_stage1(config: Stage1Config, images: np.ndarray, log_metrics: LogFn | 
     device = stage1_device()
     memory_format = torch.channels_last if levers.channels_last else torch.contiguous_format
     model = build_stage1(config).to(device, memory_format=memory_format)
+    if not any(p.requires_grad for p in model.parameters()):  # the identity: nothing to fit
+        log.info("stage 1 (%s) has no parameters; nothing to train", config.kind)
+        return TrainResult(model.eval(), 0.0, 0.0, 0.0)  # its reconstruction L1 is exactly 0
     autoencode = model.autoencode
     if levers.compile:
         # The adaptive GAN weight differentiates the graph twice (retain_graph), which
@@ -170,7 +173,7 @@ def _train_step(model: Stage1Model, autoencode: Callable[[torch.Tensor], Stage1O
 @torch.inference_mode()
 def reconstruct(model: nn.Module, images: np.ndarray, batch_size: int) -> np.ndarray:
     """Encode and decode uint8 NHWC images; returns uint8 NHWC reconstructions."""
-    device = next(model.parameters()).device
+    device = next(model.parameters(), torch.empty(0)).device
     outputs = [to_uint8(model(to_model_range(images[i:i + batch_size]).to(device)))
                for i in range(0, len(images), batch_size)]
     return np.concatenate(outputs)

@@ -1,5 +1,6 @@
 """One trial of a sweep (DESIGN section 3): stage 1 from the cache, stage 2 trained or reused,
 samples drawn and decoded, their set metrics against the eval split, all logged to its run.
+A trial with a `gddcm` section tokenizes the eval images instead (harness.tokenize_trial).
 
 Stage-1 and stage-2 models come from the shared cache, so arms that differ only in how they
 sample (DDIM steps, eta) train nothing. The real eval split's Inception features are cached
@@ -19,12 +20,14 @@ from harness.cache import ArtifactCache
 from harness.config import TrialConfig
 from harness.data import Dataset, save_grid
 from harness.diffusion.samplers import Sampler
+from harness.gddcm.config import check_trial as check_gddcm
 from harness.generation import Stage2Model, generate, load_stage2, make_sampler
 from harness.metrics.evaluate import check_metric_names, evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
 from harness.models.base import Stage1Model
 from harness.stage1 import load_stage1, stage1_cache_key
+from harness.tokenize_trial import tokenize_and_evaluate
 from harness.tracking import TrackedRun, log_params, scratch_dir
 
 log = logging.getLogger(__name__)
@@ -52,6 +55,7 @@ def run_trial_pipeline(config: TrialConfig, dataset: Dataset, cache: ArtifactCac
                        run: TrackedRun) -> dict[str, float]:
     """Stage 1 -> stage 2 -> samples -> set metrics; returns the metrics it logged."""
     check_trial_config(config)
+    check_gddcm(config, dataset.resolution)
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
     run.log_metrics({"stage1/cache_hit": float(not stage1_built)} |
                     {"stage1/" + key: value for key, value in stage1_summary.items()})
@@ -73,8 +77,12 @@ def run_trial_pipeline(config: TrialConfig, dataset: Dataset, cache: ArtifactCac
                          periodic_eval if config.stage2.eval_every else None)
     metrics = {"stage2/cache_hit": float(not stage2.built)} | {
         "stage2/" + key: value for key, value in stage2.summary.items()}
-    metrics |= sample_and_evaluate(config, stage1, stage2, sampler, reference, reference_key,
-                                   cache, run)
+    if config.gddcm is not None:  # a tokenizer trial: reconstruct the eval images, no samples
+        metrics |= tokenize_and_evaluate(config, stage1, stage2, dataset.train, reference,
+                                         reference_key, cache, run)
+    else:
+        metrics |= sample_and_evaluate(config, stage1, stage2, sampler, reference,
+                                       reference_key, cache, run)
     run.log_metrics(metrics)
     return metrics
 

@@ -115,3 +115,24 @@ def test_min_snr_weighting_clips_high_snr_steps() -> None:
                                torch.tensor([1.0, 1.0, 0.05]))
     torch.testing.assert_close(loss_weight("min_snr", "x0", snr, gamma=5.0),
                                torch.tensor([0.1, 5.0, 5.0]))
+
+
+def test_rectified_flow_loss_is_smallest_at_the_exact_velocity() -> None:
+    """For Gaussian data the ideal v_theta(z_t, t) = E[eps - z_0 | z_t] beats a near miss."""
+    from harness.diffusion.objectives import flow_matching_loss, make_objective
+    from harness.diffusion.schedules import RectifiedFlow
+
+    flow = RectifiedFlow(100)
+
+    def velocity(z_t: torch.Tensor, time: torch.Tensor, bias: float = 0.0) -> torch.Tensor:
+        t = (time / flow.T).reshape(-1, *[1] * (z_t.dim() - 1))
+        x0 = MU + (1 - t) * S**2 / ((1 - t) ** 2 * S**2 + t**2) * (z_t - (1 - t) * MU)
+        return (z_t - (1 - t) * x0) / t - x0 + bias  # eps_hat - x0_hat
+
+    z0 = MU + S * torch.randn(20000, 2, generator=torch.Generator().manual_seed(0))
+    exact = flow_matching_loss(velocity, z0, flow, "v", torch.Generator().manual_seed(1))
+    off = flow_matching_loss(lambda z, t: velocity(z, t, 0.1), z0, flow, "v",
+                             torch.Generator().manual_seed(1))
+    assert exact < off
+    with pytest.raises(ValueError, match="uniform"):
+        make_objective("rectified_flow", "linear", 100, "v", "min_snr")

@@ -299,3 +299,11 @@ def test_plots_and_curves_from_report_settings(store: str, tmp_path: Path) -> No
     assert result.plots[0].fits == [] and result.curves == []
     assert sorted(path.name for path in (tmp_path / "plots").iterdir()) == [
         "lpips_vs_stage1-K.pdf", "lpips_vs_stage1-K.png"]
+
+
+def test_direction_of_better_defaults_from_the_name_and_none_is_not_ranked() -> None:
+    report = ReportConfig(metrics=[ReportMetric(name="fid"), ReportMetric(name="stage1/psnr"),
+                                   ReportMetric(name="stage1/latent_h", better="none"),
+                                   ReportMetric(name="kid", better="higher")])
+    specs = from_experiment(report, {}).metrics
+    assert [spec.better for spec in specs] == ["lower", "higher", None, "higher"]

@@ -6,19 +6,30 @@ DDIM (Song et al. 2021; DESIGN section 4, seed 000 Sec. 2.3):
 with t' the previous of S evenly spaced steps and a = alpha_bar. eta = 0 is deterministic;
 eta = 1 with S = T is DDPM's ancestral sampler.
 DDPM ancestral sampling (Ho et al. 2020, Eq. 6-7) is kept as the reference.
+Euler (rectified flow, seed 002 Eq. 7): the probability-flow ODE dz/dt = v(z_t, t) from
+t = 1 to 0 on S equal steps, z_{t'} = z_t + (t' - t) v_hat.
+
+Every sampler has `timesteps()` (noisiest first), `clean_time` (the time after the last
+step), `model_time` (what the network is fed) and `step`; `sample` runs any of them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
 from harness.diffusion.objectives import to_x0_eps
-from harness.diffusion.schedules import NoiseSchedule
+from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow
 
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def discrete_model_time(t: float, batch: int) -> torch.Tensor:
+    """The integer timestep a discrete-time denoiser is fed."""
+    return torch.full((batch,), int(t), dtype=torch.long)
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,10 @@ class DDIMSampler:
     steps: int  # S
     eta: float = 0.0
     prediction: str = "eps"
+    clean_time: ClassVar[int] = -1
+
+    def model_time(self, t: float, batch: int) -> torch.Tensor:
+        return discrete_model_time(t, batch)
 
     def timesteps(self) -> list[int]:
         """S evenly spaced steps of 0..T-1, from the noisiest to the cleanest."""
@@ -59,6 +74,10 @@ class DDIMSampler:
 class DDPMSampler:
     schedule: NoiseSchedule
     prediction: str = "eps"
+    clean_time: ClassVar[int] = -1
+
+    def model_time(self, t: float, batch: int) -> torch.Tensor:
+        return discrete_model_time(t, batch)
 
     def timesteps(self) -> list[int]:
         return list(range(self.schedule.T - 1, -1, -1))
@@ -85,7 +104,41 @@ class DDPMSampler:
             z_t.shape, generator=generator, dtype=z_t.dtype)
 
 
-Sampler = DDIMSampler | DDPMSampler
+@dataclass(frozen=True)
+class EulerSampler:
+    """Euler steps of the rectified-flow ODE dz/dt = v (seed 002 Eq. 7) from t = 1 to 0."""
+
+    flow: RectifiedFlow
+    steps: int  # S
+    prediction: str = "v"
+    clean_time: ClassVar[float] = 0.0
+
+    def timesteps(self) -> list[float]:
+        """t_k = 1 - k / S for k = 0 .. S-1 (the step from t_{S-1} ends at clean_time 0)."""
+        if self.steps < 1:
+            raise ValueError(f"Euler steps must be >= 1, got {self.steps}")
+        return [1.0 - k / self.steps for k in range(self.steps)]
+
+    def model_time(self, t: float, batch: int) -> torch.Tensor:
+        return self.flow.model_time(torch.full((batch,), float(t)))
+
+    def velocity(self, output: torch.Tensor, t: float, z_t: torch.Tensor) -> torch.Tensor:
+        """v_hat = eps_hat - x0_hat from any output, with z_t = (1 - t) x0 + t eps."""
+        if self.prediction == "v":
+            return output
+        if self.prediction == "eps":
+            return (output - z_t) / (1 - t)  # x0 = (z_t - t eps) / (1 - t); t < 1 needed
+        if self.prediction == "x0":
+            return (z_t - output) / t  # eps = (z_t - (1 - t) x0) / t
+        raise ValueError(f"unknown prediction {self.prediction!r}")
+
+    def step(self, output: torch.Tensor, t: float, t_prev: float, z_t: torch.Tensor,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """z_{t'} = z_t + (t' - t) v_hat (the ODE is deterministic; generator unused)."""
+        return z_t + (t_prev - t) * self.velocity(output, t, z_t)
+
+
+Sampler = DDIMSampler | DDPMSampler | EulerSampler
 
 
 @torch.inference_mode()
@@ -95,7 +148,7 @@ def sample(model: Denoiser, sampler: Sampler, shape: tuple[int, ...],
     """Run the reverse chain from z_T (default: N(0, I) noise) to z_0."""
     z = torch.randn(shape, generator=generator) if z_T is None else z_T
     steps = sampler.timesteps()
-    for t, t_prev in zip(steps, [*steps[1:], -1], strict=True):
-        output = model(z, torch.full((shape[0],), t, dtype=torch.long))
+    for t, t_prev in zip(steps, [*steps[1:], sampler.clean_time], strict=True):
+        output = model(z, sampler.model_time(t, shape[0]))
         z = sampler.step(output, t, t_prev, z, generator)
     return z

@@ -12,13 +12,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from harness.config import Section, validation_error
+from harness.config import Section, TrialConfig, validation_error
 from harness.errors import ConfigError
-from harness.gddcm.marginal import Marginal
+
+if TYPE_CHECKING:
+    from harness.gddcm.marginal import Marginal
 
 TIME_KEYS = ("t_s", "t_r", "t_end", "dt_min", "dt_max")
 
@@ -97,6 +99,32 @@ class GDDCMConfig(Section):
         """Hash of the settings that decide the tokens (stored in the token file)."""
         text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+TrialConfig.model_rebuild(_types_namespace={"GDDCMConfig": GDDCMConfig})
+
+
+def check_trial(config: TrialConfig, resolution: int, file: str | Path | None = None) -> None:
+    """A trial's `gddcm` section against the model it will tokenize with, before anything
+    runs: times in the range of stage2's process (T), N steps that fit between T_r and the
+    clean end, and a grid that divides the (resolution / f)-sided data."""
+    from harness.gddcm.model import marginal_for
+    from harness.gddcm.timesteps import descent_times
+
+    if config.gddcm is None:
+        return
+    marginal = marginal_for(config.stage2)
+    cfg = config.gddcm.for_model(marginal, file)
+    side = resolution // config.stage1.f
+    if side % cfg.grid:
+        raise ConfigError(file, "gddcm.grid", f"{cfg.grid} does not divide the {side}x{side} "
+                          f"data the model diffuses ({resolution}px images, f={config.stage1.f})")
+    if cfg.p != 0:
+        times = resolve_times(cfg, marginal)
+        try:
+            descent_times(times.t_r, times.t_end, cfg.N, marginal.discrete)
+        except ValueError as error:
+            raise ConfigError(file, "gddcm.N", str(error)) from None
 
 
 @dataclass(frozen=True)

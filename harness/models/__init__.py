@@ -23,4 +23,4 @@ def build_stage1(config: Stage1Config) -> nn.Module:
     return STAGE1_MODELS[config.kind](config)
 
 
-from harness.models import conv_ae, ivq_vae, kl_ae  # noqa: E402,F401  (register their builders)
+from harness.models import conv_ae, identity, ivq_vae, kl_ae  # noqa: E402,F401  (register their builders)

@@ -68,7 +68,8 @@ def _field(item: Any, name: str, default: Any = None) -> Any:
 
 def metric_spec(name: str, better: str | None = None, item: Any = None) -> MetricSpec:
     label, unit, known_better = metric_info(name)
-    return MetricSpec(name, better or known_better, _field(item, "label", label),
+    direction = None if better == "none" else better or known_better
+    return MetricSpec(name, direction, _field(item, "label", label),
                       _field(item, "unit", unit), _field(item, "decimals"))
 
 
