@@ -86,6 +86,9 @@ def _init_ray(address: str | None, verbose: bool) -> None:
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Results go to MLflow; Tune's own CSV/JSON/TensorBoard loggers only cost driver time
+    # (the TensorBoard one took 11 s on its first result in benchmarks/sweep_overhead.py).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     if address and (Path.home().joinpath(".ray", "auth_token").is_file()
                     or "RAY_AUTH_TOKEN" in os.environ):
         # `ray start` enables token auth by default, but a driver given an explicit address

@@ -197,7 +197,7 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         trials = by_stage(runs, "trial")
         assert len(trials) == 2 and all(run.info.status == "FINISHED" for run in trials)
         artifacts = MlflowClient(uri).list_artifacts(trials[0].info.run_id, "images")
-        assert [item.path for item in artifacts] == ["images/reconstructions.png"]
+        assert [item.path for item in artifacts] == ["images/samples.png"]
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default store
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -56,7 +56,20 @@ def test_gddcm_trial_logs_metrics_and_tokens_that_decode_bit_for_bit(
         np.testing.assert_array_equal(again["images"], logged["images"])
 
 
-def test_a_setting_the_model_cannot_run_names_the_gddcm_key(tmp_path: Path) -> None:
+def test_a_setting_the_algorithm_cannot_run_ends_as_a_failed_run_with_the_reason(
+        tmp_path: Path, weights: WeightsStore) -> None:
+    # Algorithm 1 in discrete time takes whole steps: N = 60 > T = 50 cannot run.
+    path = tiny_gddcm(tmp_path, gddcm=GDDCM | {"p": 0.3, "N": {"sweep": [10, 60]}},
+                      eval={"metrics": [], "num_images": 8})
+    uri, results = run_in_process(path, tmp_path)
+    assert [result["status"] for result in results] == ["FINISHED", "FAILED"], results
+    assert "gddcm.N" in results[1]["error"] and "whole timesteps" in results[1]["error"]
+    failed = MlflowClient(uri).get_run(results[1]["run_id"])
+    assert "lpips" not in failed.data.metrics and "tokenize/bits_per_image" not in (
+        failed.data.metrics)
+
+
+def test_an_invalid_setting_names_the_gddcm_key(tmp_path: Path) -> None:
     # T = 50 steps: T_r = 80 lies outside the model's range, caught at expansion.
     path = tiny_gddcm(tmp_path, gddcm=GDDCM | {"p": 0.3, "t_r": 80})
     with pytest.raises(ConfigError, match=r"tiny\.yaml: gddcm\.t_r: must lie in the model's "
