@@ -31,6 +31,8 @@ bench: install  ## benchmark scripts (print figures; no assertions)
 	$(BIN)/harness weights provision
 	$(BIN)/python benchmarks/sweep_overhead.py
 	$(BIN)/python benchmarks/inception_throughput.py
+	$(BIN)/python benchmarks/sampler_overhead.py
+	$(BIN)/python benchmarks/gddcm_overhead.py
 
 clean:
 	rm -rf .harness mlflow.db mlartifacts .pytest_cache

@@ -113,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          max_concurrent_trials=args.max_concurrent, verbose=args.verbose,
                          progress=not args.no_progress)
     outcome = run_sweep(experiment, trials, options)
-    print_outcome(outcome, trials)
+    print_outcome(outcome, trials, [metric.name for metric in experiment.spec.report.metrics])
     if outcome.interrupted:
         return 130
     return 1 if outcome.failed and not args.allow_failures else 0

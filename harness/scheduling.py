@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+METRIC_PREFIX = "harness."  # a trial's metrics in a Tune result, apart from Tune's own keys
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -79,7 +81,8 @@ def _tune_entry(config: dict[str, Any]) -> None:
 
     result = execute(config["spec"])
     tune.report({"harness_status": result["status"], "harness_error": result.get("error") or "",
-                 **result.get("metrics", {})})
+                 **{METRIC_PREFIX + name: value
+                    for name, value in result.get("metrics", {}).items()}})
 
 
 def _init_ray(address: str | None, verbose: bool) -> None:
@@ -120,7 +123,8 @@ def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experim
                             **info: Any) -> None:
             on_done(trial.config["spec"]["trial_id"], {
                 "status": result["harness_status"], "error": result["harness_error"] or None,
-                "metrics": {k: v for k, v in result.items() if "/" in k}})
+                "metrics": {key.removeprefix(METRIC_PREFIX): value for key, value in
+                            result.items() if key.startswith(METRIC_PREFIX)}})
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
             on_done(trial.config["spec"]["trial_id"],

@@ -7,10 +7,12 @@ from harness.scheduling import SweepOutcome
 from harness.sweep import Trial
 
 
-def outcome_table(outcome: SweepOutcome, trials: list[Trial]) -> str:
-    metric_names = sorted({name for result in outcome.results.values()
-                           for name in result.get("metrics", {})
-                           if not name.endswith(("num_images", "images_per_second"))})
+def outcome_table(outcome: SweepOutcome, trials: list[Trial],
+                  metrics: list[str] | None = None) -> str:
+    """One row per trial: status, swept values, then `metrics` (default: every metric)."""
+    metric_names = metrics or sorted({name for result in outcome.results.values()
+                                      for name in result.get("metrics", {})
+                                      if not name.endswith(("num_images", "images_per_second"))})
     swept = list(dict.fromkeys(key for trial in trials for key in trial.swept))
     header = ["trial", "status", *swept, *metric_names]
     rows = []
@@ -25,8 +27,9 @@ def outcome_table(outcome: SweepOutcome, trials: list[Trial]) -> str:
     return format_table(header, rows)
 
 
-def print_outcome(outcome: SweepOutcome, trials: list[Trial]) -> None:
-    print(outcome_table(outcome, trials))
+def print_outcome(outcome: SweepOutcome, trials: list[Trial],
+                  metrics: list[str] | None = None) -> None:
+    print(outcome_table(outcome, trials, metrics))
     for trial_id in outcome.failed:
         print(f"FAILED {trial_id}: {outcome.results[trial_id].get('error')} "
               "(traceback.txt in its MLflow run)")
