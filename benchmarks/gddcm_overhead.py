@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from harness.config import Stage2Config
 from harness.gddcm.algorithms import SelectTokens, Tokenizer
@@ -37,16 +37,6 @@ REPO = Path(__file__).resolve().parent.parent
 LATENT = (4, 16, 16)
 CONFIG = Stage2Config(fusion="adaptive", channels=32, channel_mult=[1, 2],
                       attention_resolution=8, T=500, prediction="eps")
-
-
-def median_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def overhead(K_values: list[int], batch: int, repeats: int) -> None:

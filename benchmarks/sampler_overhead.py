@@ -13,11 +13,10 @@ S. Sizes are those of experiments/ablation_fusion.yaml on the embedded 64x64 dat
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable
 
 import torch
+from timing import median_seconds  # benchmarks/timing.py
 
 from harness.config import SampleConfig, Stage1Config, Stage2Config
 from harness.diffusion.samplers import Sampler
@@ -29,16 +28,6 @@ STAGE1 = Stage1Config(kind="conv_ae", f=4, channels=16, latent_channels=4)
 STAGE2 = Stage2Config(fusion="adaptive", channels=32, channel_mult=[1, 2],
                       attention_resolution=8, T=500)
 LATENT = (4, 16, 16)
-
-
-def median_seconds(fn: Callable[[], object], repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 @torch.inference_mode()

@@ -97,6 +97,7 @@ def main() -> None:
                         help="stage-1 training time per trial (default 60)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("ray.tune").setLevel(logging.ERROR)  # as `harness run` does
     folder = Path(tempfile.mkdtemp(prefix="harness-overhead-"))
     steps = calibrate_steps(args.work_seconds)
     path = write_experiment(folder, args.trials, steps)
