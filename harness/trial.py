@@ -53,7 +53,8 @@ def reference_split(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, 
 
 def run_trial_pipeline(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
                        run: TrackedRun) -> dict[str, float]:
-    """Stage 1 -> stage 2 -> samples -> set metrics; returns the metrics it logged."""
+    """Stage 1 -> stage 2 -> samples and their set metrics (or, with `gddcm`, tokenized eval
+    images and their reconstruction metrics); returns the metrics it logged."""
     check_trial_config(config)
     check_gddcm(config, dataset.resolution)
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
