@@ -97,12 +97,16 @@ def generate(stage1: torch.nn.Module, model: Stage2Model, sampler: Sampler, coun
 def load_stage2(config: TrialConfig, stage1: torch.nn.Module, stage1_key: str,
                 train_images: np.ndarray, cache: ArtifactCache, log_metrics: LogFn | None = None,
                 periodic_eval: Callable[[int, Stage2Model], None] | None = None) -> Stage2Model:
-    """The trained denoiser from the cache, trained on E(train images) first if missing."""
-    latents = encode_images(stage1, train_images)
-    scale = latent_scale(latents)
-    shape = tuple(latents.shape[1:])
+    """The trained denoiser from the cache, trained on E(train images) first if missing.
+
+    Only a build encodes the whole training set; a cache hit reads the latent scale from
+    the entry and takes the latent shape from one image.
+    """
+    shape = tuple(encode_images(stage1, train_images[:1]).shape[1:])
 
     def build(folder: Path) -> None:
+        latents = encode_images(stage1, train_images)
+        scale = latent_scale(latents)
         log.info("training stage 2 (FFTD, %s fusion) on %d latents of shape %s",
                  config.stage2.fusion, len(latents), shape)
 
