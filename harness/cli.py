@@ -104,10 +104,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     from harness.scheduling import RunOptions, run_sweep
     from harness.summary import print_outcome
-    from harness.trial import check_trial_config
 
-    for trial in trials:
-        check_trial_config(trial.config, experiment.path)
     options = RunOptions(resume=args.resume, sweep_id=args.sweep_id, address=args.address,
                          tracking_uri=args.tracking_uri, cache_dir=args.cache_dir,
                          max_concurrent_trials=args.max_concurrent, verbose=args.verbose,

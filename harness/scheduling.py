@@ -39,6 +39,7 @@ from harness.tracking import (
     sweep_runs,
     tracking_uri,
 )
+from harness.trial import check_trial_config
 
 if TYPE_CHECKING:
     from harness.stage1_first import Stage1First
@@ -153,6 +154,8 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     """Schedule every trial of the experiment; return what happened to each."""
     from tqdm import tqdm
 
+    for trial in trials:  # before any run exists: a bad name is a ConfigError (exit 2)
+        check_trial_config(trial.config, experiment.path)
     uri = tracking_uri(options.tracking_uri)
     experiment_id = init_store(uri, experiment.spec.name)
     outcome = _open_sweep(experiment, uri, experiment_id, options)

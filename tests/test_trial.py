@@ -14,7 +14,7 @@ from harness.sweep import Trial, expand
 from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
 from harness.trial import check_trial_config
 from harness.weights import WeightsStore
-from tests.helpers import TINY_EXPERIMENT, write_experiment
+from tests.helpers import TINY_EXPERIMENT, run_harness, write_experiment
 
 
 def run_in_process(path: Path, tmp_path: Path) -> tuple[str, list[dict]]:
@@ -77,3 +77,11 @@ def test_unknown_metric_names_name_the_file_and_key(tmp_path: Path) -> None:
     [trial, *_] = expand(load_experiment(path))
     with pytest.raises(ConfigError, match=r"stage1\.eval_metrics: unknown metric\(s\) lpipz"):
         check_trial_config(trial.config, path)
+
+
+def test_harness_run_rejects_an_unknown_metric_before_any_run(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path)
+    result = run_harness(["run", str(path), "--set", "eval.metrics=[kid, fidd]"], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "eval.metrics: unknown set metric(s) fidd" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
