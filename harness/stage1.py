@@ -21,7 +21,7 @@ from harness.config import Stage1Config
 from harness.data import Dataset, save_grid
 from harness.losses import lpips_weights_sha256
 from harness.metrics.evaluate import check_metric_names, evaluate
-from harness.metrics.result import mlflow_fields, unavailable
+from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
 from harness.models import build_stage1
 from harness.models.base import Stage1Model
@@ -118,14 +118,10 @@ def _evaluate_stage1(model: Stage1Model, config: Stage1Config, dataset: Dataset,
         reconstructions = reconstruct(model, originals, EVAL_BATCH)
         seconds = time.perf_counter() - start
         reference = ReferenceKey(dataset.content_hash, "eval", count)
-        results = []
-        for name in config.eval_metrics:
-            try:
-                results += evaluate(originals, reconstructions, [name], cache, reference)
-            except (RuntimeError, ValueError) as error:  # e.g. LPIPS on images under 32 px
-                log.warning("stage-1 %s unavailable: %s", name, error)
-                results.append(unavailable(name, f"{type(error).__name__}: {error}", count))
-        fields = mlflow_fields(results)
+        # One call: the set metrics share one Inception pass; a metric that cannot run
+        # (e.g. LPIPS on images under 32 px) comes back unavailable with its reason.
+        fields = mlflow_fields(evaluate(originals, reconstructions, config.eval_metrics, cache,
+                                        reference))
         metrics = fields.metrics | latent_statistics(model, originals, EVAL_BATCH)
         metrics |= {"eval_images": float(count), "eval_images_per_second": count / seconds}
         (folder / "evaluation.json").write_text(json.dumps(

@@ -22,7 +22,7 @@ from harness.gddcm.api import tokenize_and_reconstruct
 from harness.gddcm.model import latent_model
 from harness.generation import Stage2Model, encode_images
 from harness.metrics.evaluate import evaluate
-from harness.metrics.result import MetricResult, mlflow_fields, unavailable
+from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
 from harness.models.base import Stage1Model
 from harness.tracking import TrackedRun, log_params, scratch_dir
@@ -57,7 +57,10 @@ def tokenize_and_evaluate(config: TrialConfig, stage1: Stage1Model, stage2: Stag
                "tokenize/tokens_per_image": float(tokens.tokens_per_image)}
     log.info("gDDCM: %d images in %.1f s, %g bits per image", count, seconds,
              tokens.bits_per_image)
-    fields = mlflow_fields(_metrics(reference, reconstructions, config, cache, reference_key))
+    # One call: the set metrics share one Inception pass; one that cannot run says why.
+    fields = mlflow_fields(evaluate(reference, reconstructions,
+                                    [*PAIRWISE_METRICS, *config.eval.metrics], cache,
+                                    reference_key))
     run.set_tags(fields.tags | {"tokenize/config_hash": tokens.meta["config_hash"]})
     log_params(run.client, run.run_id, fields.params)
     folder = scratch_dir()
@@ -73,17 +76,3 @@ def tokenize_and_evaluate(config: TrialConfig, stage1: Stage1Model, stage2: Stag
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return metrics | fields.metrics
-
-
-def _metrics(reference: np.ndarray, reconstructions: np.ndarray, config: TrialConfig,
-             cache: ArtifactCache, reference_key: ReferenceKey) -> list[MetricResult]:
-    """Pairwise and set metrics, one at a time so that one that cannot run says why."""
-    results: list[MetricResult] = []
-    for name in [*PAIRWISE_METRICS, *config.eval.metrics]:
-        try:
-            results += evaluate(reference, reconstructions, [name], cache, reference_key)
-        except (RuntimeError, ValueError) as error:  # e.g. LPIPS on images under 32 px
-            log.warning("gDDCM %s unavailable: %s", name, error)
-            results.append(unavailable(name, f"{type(error).__name__}: {error}",
-                                       len(reconstructions)))
-    return results
