@@ -99,7 +99,7 @@ def gather(indices: torch.Tensor, seed: int, step: int, K: int, shape: tuple[int
     B, G = indices.shape
     grid = round(G**0.5)
     dim = int(torch.tensor(shape[1:]).prod())
-    rows = codebook_rows(seed, step, K, dim, indices.T)  # (G, B, dim)
-    per_cell = torch.stack([to_cells(rows[j].reshape(B, *shape[1:]), grid)[j]
-                            for j in range(G)])
-    return from_cells(per_cell, tuple(shape))
+    rows = codebook_rows(seed, step, K, dim, indices.T)  # (G, B, dim): cell j's rows
+    cells = to_cells(rows.reshape(G * B, *shape[1:]), grid).reshape(G, G, B, -1)
+    own = torch.arange(G)
+    return from_cells(cells[own, own], tuple(shape))  # cell j of the rows picked for cell j

@@ -48,7 +48,8 @@ class GDDCMConfig(Section):
     rho: float = Field(7.0, gt=0, description="rho of Eq. 10")
     final_steps: int = Field(20, ge=1, description="ODE steps (Eq. 18) from the last "
                              "tokenization time to the data")
-    batch_size: int = Field(32, ge=1, description="images per batch; part of the token file")
+    batch_size: int = Field(128, ge=1, description="images per batch, which share each "
+                            "step's codebook; part of the token file")
 
     @field_validator(*TIME_KEYS)
     @classmethod
