@@ -8,8 +8,9 @@ K = 1024); and the peak memory of a whole tokenization against N.
 A step's codebook is shared by every image of the batch, so its cost is fixed per batch
 while the forward grows with it: the figures are printed per batch size, the default
 (`gddcm.batch_size`, which the gddcm_*.yaml experiments use) marked with *.
-Medians over repeated measurements; the peak memory (max RSS) is taken in a fresh process
-per N so the figures do not carry over.
+Each cost is timed back to back with a forward and the ratio is the median of the
+per-repeat ratios, so a VM whose speed drifts moves both alike. The peak memory (max RSS)
+is taken in a fresh process per N so the figures do not carry over.
 
     python benchmarks/gddcm_overhead.py
     python benchmarks/gddcm_overhead.py --K 1024 16384 --batch 32 128 --N 10 50 200
@@ -24,11 +25,12 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 
 import torch
-from timing import median_seconds  # benchmarks/timing.py
+from timing import paired_medians  # benchmarks/timing.py
 
 from harness.config import Stage2Config
 from harness.gddcm.algorithms import SelectTokens, Tokenizer
@@ -43,14 +45,17 @@ CONFIG = Stage2Config(fusion="adaptive", channels=32, channel_mult=[1, 2],
                       attention_resolution=4, T=500, prediction="eps")
 
 
-def step_costs(x: torch.Tensor, K: int, grid: int, repeats: int) -> tuple[float, float]:
-    """Seconds of codebook + select (encoding) and of gather (decoding), a new step each call
-    so that every codebook is generated afresh, as in a real run."""
-    steps = itertools.count()
+def step_ratios(forward: Callable[[], object], x: torch.Tensor, K: int, grid: int,
+                steps: Iterator[int], repeats: int) -> tuple[float, float, float, float, float]:
+    """(forward s, codebook+select s, its ratio, gather s, its ratio), each timed back to back
+    with a forward and with a new codebook step every call, as in a real run; the ratios are
+    medians of the per-repeat ratios."""
     index = select(x, 0, 0, K, grid)[0]
-    encode = median_seconds(lambda: select(x, 0, next(steps), K, grid), repeats)
-    decode = median_seconds(lambda: gather(index, 0, next(steps), K, tuple(x.shape)), repeats)
-    return encode, decode
+    fwd, encode, encode_ratio = paired_medians(
+        forward, lambda: select(x, 0, next(steps), K, grid), repeats)
+    _, decode, decode_ratio = paired_medians(
+        forward, lambda: gather(index, 0, next(steps), K, tuple(x.shape)), repeats)
+    return fwd, encode, encode_ratio, decode, decode_ratio
 
 
 def overhead(K_values: list[int], batches: list[int], latent: tuple[int, int, int],
@@ -60,17 +65,18 @@ def overhead(K_values: list[int], batches: list[int], latent: tuple[int, int, in
           "decoding pays gather")
     print(f"{'batch':>7} {'forward':>9} {'K':>6} {'grid':>4} {'codebook+select':>16} "
           f"{'vs fwd':>7} {'gather':>8} {'vs fwd':>7}")
+    steps = itertools.count()
     for batch in batches:
         x = torch.randn(batch, *latent)
         t = torch.full((batch,), 100, dtype=torch.long)
-        with torch.inference_mode():
-            forward = median_seconds(partial(model, x, t), repeats)
+        forward = torch.inference_mode()(partial(model, x, t))
         mark = "*" if batch == DEFAULT_BATCH else " "
         for K, grid in itertools.product(K_values, (1, 4)):
-            encode, decode = step_costs(x, K, grid, repeats)
-            print(f"{batch:>6}{mark} {forward * 1e3:>6.1f} ms {K:>6} {grid:>4} "
-                  f"{encode * 1e3:>13.1f} ms {encode / forward:>7.1%} {decode * 1e3:>5.1f} ms "
-                  f"{decode / forward:>7.1%}")
+            fwd, encode, encode_ratio, decode, decode_ratio = step_ratios(
+                forward, x, K, grid, steps, repeats)
+            print(f"{batch:>6}{mark} {fwd * 1e3:>6.1f} ms {K:>6} {grid:>4} "
+                  f"{encode * 1e3:>13.1f} ms {encode_ratio:>7.1%} {decode * 1e3:>5.1f} ms "
+                  f"{decode_ratio:>7.1%}")
 
 
 def peak_child(N: int, K: int, batch: int, latent: tuple[int, int, int]) -> dict[str, float]:
