@@ -15,7 +15,7 @@ from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow
 from harness.errors import ConfigError
 from harness.gddcm.api import decode, encode_with_reconstruction, tokenize_and_reconstruct
 from harness.gddcm.codebook import BLOCK, codebook_blocks, gather, select, to_cells
-from harness.gddcm.config import GDDCMConfig
+from harness.gddcm.config import DEFAULT_NOISE_S, GDDCMConfig, noise_level, resolve_times
 from harness.gddcm.marginal import DDPMMarginal, FlowMarginal, Marginal, solve_x0_eps
 from harness.gddcm.model import TokenizerModel, pixel_model, write_card
 from harness.gddcm.steps import back_trace, ddcm_step
@@ -196,7 +196,8 @@ def test_tokens_decode_identically_in_a_second_process(tmp_path) -> None:
 @pytest.mark.parametrize(("values", "key"), [
     ({"p": 1.0}, "gddcm.p"), ({"p": -0.1}, "gddcm.p"), ({"K": 0}, "gddcm.K"),
     ({"N": -3}, "gddcm.N"), ({"grid": 0}, "gddcm.grid"), ({"init": 5}, "gddcm.init"),
-    ({"K": "many"}, "gddcm.K"), ({"colour": 1}, "gddcm.colour")])
+    ({"K": "many"}, "gddcm.K"), ({"colour": 1}, "gddcm.colour"),
+    ({"noise_s": 0}, "gddcm.noise_s"), ({"t_s": 10, "noise_s": 0.3}, "gddcm")])
 def test_invalid_settings_name_their_key(values: dict, key: str) -> None:
     with pytest.raises(ConfigError) as raised:
         GDDCMConfig.load(values, "exp.yaml")
@@ -206,7 +207,8 @@ def test_invalid_settings_name_their_key(values: dict, key: str) -> None:
 @pytest.mark.parametrize(("values", "marginal", "key"), [
     ({"t_s": 100}, ddpm(T=100), "gddcm.t_s"), ({"t_r": 1.5}, flow(), "gddcm.t_r"),
     ({"t_s": 2.5}, ddpm(T=100), "gddcm.t_s"), ({"p": 0.5, "N": 500}, ddpm(T=100), "gddcm.N"),
-    ({"grid": 3}, flow(), "gddcm.grid"), ({"init": 3}, flow(), "gddcm.init")])
+    ({"grid": 3}, flow(), "gddcm.grid"), ({"init": 3}, flow(), "gddcm.init"),
+    ({"noise_s": 1e4}, ddpm(T=100), "gddcm.noise_s")])
 def test_times_outside_the_model_range_name_their_key(values: dict, marginal: Marginal,
                                                       key: str) -> None:
     from harness.gddcm.api import make_tokenizer
@@ -214,3 +216,17 @@ def test_times_outside_the_model_range_name_their_key(values: dict, marginal: Ma
     with pytest.raises(ConfigError) as raised:
         make_tokenizer(toy_model(marginal), GDDCMConfig(**values))
     assert raised.value.key == key
+
+
+@pytest.mark.parametrize("marginal", [ddpm(T=100), ddpm(T=1000), flow()], ids=str)
+def test_default_ts_is_one_noise_level_in_every_variant(marginal: Marginal) -> None:
+    t_s = resolve_times(GDDCMConfig(), marginal).t_s
+    if marginal.discrete:  # the nearest timestep: its neighbours are further off (log scale)
+        def off(t: float) -> float:
+            return abs(np.log(noise_level(marginal, t) / DEFAULT_NOISE_S))
+        assert off(t_s) <= min(off(t_s - 1), off(t_s + 1))
+    else:
+        assert noise_level(marginal, t_s) == pytest.approx(DEFAULT_NOISE_S, rel=1e-9)
+    assert resolve_times(GDDCMConfig(noise_s=1.0), marginal).t_s > t_s
+    middle = marginal.t_max // 2 if marginal.discrete else marginal.t_max / 2
+    assert resolve_times(GDDCMConfig(t_s=middle), marginal).t_s == middle  # t_s wins

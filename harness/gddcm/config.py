@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,9 @@ if TYPE_CHECKING:
     from harness.gddcm.marginal import Marginal
 
 TIME_KEYS = ("t_s", "t_r", "t_end", "dt_min", "dt_max")
+# Default T_s as a noise level sigma_t / alpha_t of Eq. 8, so that it means the same in every
+# variant; LPIPS is flat for levels 0.25-0.57 on both latent models (closing note, issue 5).
+DEFAULT_NOISE_S = 1 / 3
 
 
 class GDDCMConfig(Section):
@@ -35,8 +39,12 @@ class GDDCMConfig(Section):
     init: int = Field(1, ge=1, le=4, description="1 codebook projection (Eq. 15), 2 noise, "
                       "3 forward marginal of a reference sample, 4 zeros")
     seed: int = Field(0, ge=0, description="seed of the codebooks and of the init noise")
-    t_s: float | None = Field(None, description="Algorithm 2's tokenization time T_s "
-                              "(default: a tenth of the model's time range)")
+    t_s: float | None = Field(None, description="Algorithm 2's tokenization time T_s in "
+                              "the model's time units (default: from noise_s)")
+    noise_s: float | None = Field(None, gt=0, description="T_s as a noise level: the time "
+                                  "at which sigma_t / alpha_t of Eq. 8 equals this, the "
+                                  f"same in every variant (default {DEFAULT_NOISE_S:.3g} "
+                                  "when t_s is unset)")
     t_r: float | None = Field(None, description="Algorithm 1's start T_r (default: T)")
     t_end: float | None = Field(None, description="Algorithm 1's end before plain sampling "
                                 "(default: the clean end)")
@@ -68,8 +76,20 @@ class GDDCMConfig(Section):
             raise ValueError(f"the model has discrete timesteps; got {value:g}")
         return value
 
+    @field_validator("noise_s")
+    @classmethod
+    def _noise_in_model_range(cls, value: float | None, info: ValidationInfo
+                              ) -> float | None:
+        highest = (info.context or {}).get("noise_max")
+        if value is not None and highest is not None and value > highest:
+            raise ValueError(f"must not exceed the model's largest noise level sigma/alpha "
+                             f"{highest:.4g}, got {value:g}")
+        return value
+
     @model_validator(mode="after")
     def _ordered(self) -> GDDCMConfig:
+        if self.t_s is not None and self.noise_s is not None:
+            raise ValueError("give T_s as t_s or as noise_s, not both")
         if self.dt_min is not None and self.dt_max is not None and self.dt_min > self.dt_max:
             raise ValueError("dt_min must not exceed dt_max")
         if self.t_r is not None and self.t_end is not None and self.t_end >= self.t_r:
@@ -93,7 +113,8 @@ class GDDCMConfig(Section):
                   prefix: str = "gddcm") -> GDDCMConfig:
         """This config checked against the model's time range (errors name the key)."""
         context = {"t_min": marginal.t_min, "t_max": marginal.t_max,
-                   "discrete": marginal.discrete}
+                   "discrete": marginal.discrete, "noise_max": noise_level(marginal,
+                                                                           marginal.t_max)}
         return self.load(self.model_dump(), file, context, prefix)
 
     def digest(self) -> str:
@@ -133,9 +154,29 @@ class Times:
     dt_max: float
 
 
+def noise_level(marginal: Marginal, t: float) -> float:
+    """sigma_t / alpha_t of Eq. 8 (EDM's sigma); infinite where alpha_t = 0."""
+    alpha = marginal.alpha(t)
+    return marginal.sigma(t) / alpha if alpha > 0 else float("inf")
+
+
+def time_at_noise_level(marginal: Marginal, level: float) -> float:
+    """The time whose noise level sigma_t / alpha_t is `level` (it rises with t): the nearest
+    timestep (log scale) for a discrete model, else found by bisection."""
+    lo, hi = marginal.t_min, marginal.t_max
+    if marginal.discrete:
+        steps = range(max(int(lo) + 1, 1), int(hi) + 1)
+        return float(min(steps, key=lambda t: abs(math.log(noise_level(marginal, t) / level))))
+    for _ in range(60):
+        middle = (lo + hi) / 2
+        lo, hi = (middle, hi) if noise_level(marginal, middle) < level else (lo, middle)
+    return round((lo + hi) / 2, 12)
+
+
 def resolve_times(config: GDDCMConfig, marginal: Marginal) -> Times:
     lo, hi = marginal.t_min, marginal.t_max
-    t_s = config.t_s if config.t_s is not None else lo + 0.1 * (hi - lo)
+    t_s = config.t_s if config.t_s is not None else time_at_noise_level(
+        marginal, config.noise_s or DEFAULT_NOISE_S)
     if marginal.discrete:
         t_s = float(max(round(t_s), 1))
     dt_min = config.dt_min if config.dt_min is not None else (
