@@ -12,7 +12,7 @@ import torch
 from harness.config import Stage2Config
 from harness.diffusion.samplers import DDPMSampler
 from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow
-from harness.errors import ConfigError
+from harness.errors import ConfigError, HarnessError
 from harness.gddcm.api import decode, encode_with_reconstruction, tokenize_and_reconstruct
 from harness.gddcm.codebook import BLOCK, codebook_blocks, gather, select, to_cells
 from harness.gddcm.config import DEFAULT_NOISE_S, GDDCMConfig, noise_level, resolve_times
@@ -153,6 +153,14 @@ def test_decode_rebuilds_the_encoder_reconstruction_bit_for_bit(
     # the tokens carry the information: another image's tokens decode to another image
     other = encode_with_reconstruction(model, gaussian_data(5, seed=5), cfg)[1]
     assert not torch.equal(other, reconstruction)
+
+
+def test_a_token_file_made_at_other_times_is_refused() -> None:
+    model = toy_model(ddpm())
+    tokens = encode_with_reconstruction(model, gaussian_data(2), GDDCMConfig(K=16, N=4, P=2))[0]
+    tokens.meta["times"]["t_s"] += 1  # as if made when the default T_s was elsewhere
+    with pytest.raises(HarnessError, match="made at times"):
+        decode(model, tokens)
 
 
 def test_tokens_bring_the_reconstruction_closer_as_k_grows() -> None:

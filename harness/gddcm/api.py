@@ -123,6 +123,9 @@ def decode(model: TokenizerModel, tokens: TokenFile) -> torch.Tensor:
                            f"{meta['data_shape']}, not this model ({_marginal_meta(model)}, "
                            f"{list(model.data_shape)})")
     tokenizer = make_tokenizer(model, GDDCMConfig.load(meta["config"]))
+    if asdict(tokenizer.times) != meta["times"]:
+        raise HarnessError(f"token file was made at times {meta['times']}; its config "
+                           f"resolves to {asdict(tokenizer.times)} here")
     cfg = tokenizer.config
     shape = tuple(model.data_shape)
     indices = torch.from_numpy(tokens.indices)

@@ -18,7 +18,7 @@ import numpy as np
 
 from harness.errors import HarnessError
 
-FORMAT = "gddcm-tokens-1"
+FORMAT = "gddcm-tokens-2"  # 2: default T_s by noise level (gddcm.noise_s)
 
 
 @dataclass
