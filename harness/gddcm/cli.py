@@ -30,7 +30,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     encode.add_argument("--out", type=Path, required=True, metavar="NPZ",
                         help="token file to write, e.g. tokens.npz")
     encode.add_argument("--config", type=Path, metavar="YAML",
-                        help="GDDCMConfig keys (p, K, N, P, grid, init, seed, t_s, t_r, ...)")
+                        help="GDDCMConfig keys (p, K, N, P, grid, init, seed, t_s or "
+                        "noise_s, t_r, ...)")
     encode.add_argument("--set", dest="overrides", action="append", default=[],
                         metavar="KEY=VALUE", help="set one GDDCMConfig key (value is YAML); "
                         "repeatable, applied after --config")
