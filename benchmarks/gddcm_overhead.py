@@ -33,11 +33,11 @@ import torch
 from timing import paired_medians  # benchmarks/timing.py
 
 from harness.config import Stage2Config
-from harness.gddcm.algorithms import SelectTokens, Tokenizer
-from harness.gddcm.codebook import gather, select
+from harness.tokenizer.algorithms import SelectTokens, Tokenizer
+from harness.tokenizer.codebook import gather, select
 from harness.gddcm.config import GDDCMConfig, resolve_times
-from harness.gddcm.model import marginal_for
-from harness.training_stage2 import build_fftd
+from harness.tokenizer.model import marginal_for
+from harness.stages.stage2 import build_fftd
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BATCH = GDDCMConfig.model_fields["batch_size"].default

@@ -26,7 +26,7 @@ from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from
 
 from harness.data import load_dataset
 from harness.metrics.extractor import DEFAULT_BATCH, InceptionExtractor
-from harness.metrics.inception import EXTRACTOR_NAME
+from harness.metrics.extractor import EXTRACTOR_NAME
 from harness.weights import resolve
 
 REPO = Path(__file__).resolve().parent.parent

@@ -20,9 +20,9 @@ from timing import median_seconds  # benchmarks/timing.py
 
 from harness.config import SampleConfig, Stage1Config, Stage2Config
 from harness.diffusion.samplers import Sampler
-from harness.generation import Stage2Model, generate, make_sampler
+from harness.stages.generate import Stage2Model, generate, make_sampler
 from harness.models import build_stage1
-from harness.training_stage2 import build_fftd
+from harness.stages.stage2 import build_fftd
 
 STAGE1 = Stage1Config(kind="conv_ae", f=4, channels=16, latent_channels=4)
 STAGE2 = Stage2Config(fusion="adaptive", channels=32, channel_mult=[1, 2],

@@ -21,8 +21,8 @@ import yaml
 
 from harness.config import Stage1Config, load_experiment
 from harness.data import load_dataset
-from harness.pipeline import TrialSpec, execute
-from harness.scheduling import RunOptions, _init_ray, run_sweep
+from harness.experiment.jobs import TrialSpec, execute
+from harness.experiment.scheduling import RunOptions, _init_ray, run_sweep
 from harness.sweep import expand
 from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
 from harness.training import train_stage1

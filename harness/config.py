@@ -1,15 +1,19 @@
 """Experiment YAML schema: load a file, apply profiles and --set overrides, validate.
 
-The schema is strict (unknown keys are errors). Any leaf may be a sweep spec; those are
+Every section of an experiment is here as pure data (no torch, no model imported). The
+schema is strict (unknown keys are errors). Any leaf may be a sweep spec; those are
 expanded by `harness.sweep` into one fully resolved `TrialConfig` per trial, and every
-trial is validated against the same section models that the file is.
+trial is validated against the same section models that the file is. Model kinds are
+checked against `harness.models`' registries, which import no model to list their names.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
@@ -23,9 +27,7 @@ from pydantic import (
 )
 
 from harness.errors import ConfigError
-
-if TYPE_CHECKING:
-    from harness.gddcm.config import GDDCMConfig
+from harness.models import STAGE1, STAGE2
 
 SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
 
@@ -38,11 +40,16 @@ def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
 
-STAGE1_KINDS = {"conv_ae": "no regularizer, the cheap baseline",
-                "ivq_vae": "VQ-reg, seed 000 section 2.1", "kl": "KL-reg, seed 001 section 3.1",
-                "identity": "no autoencoder (f = 1, E(x) = x in [-1, 1]): stage 2 diffuses "
-                            "in pixel space"}
-STAGE1_EVAL_METRICS = ["l1", "lpips", "psnr", "ssim", "rfid"]
+# Metrics of a reconstruction against its original (harness.metrics names): the stage-1
+# evaluation's default, gDDCM trials' and `harness metrics --pairs`.
+PAIRWISE_RECONSTRUCTION_METRICS = ("l1", "lpips", "psnr", "ssim")
+RECONSTRUCTION_METRICS = (*PAIRWISE_RECONSTRUCTION_METRICS, "rfid")
+
+
+def _registered(registry: Any, kind: object) -> object:
+    if isinstance(kind, str) and kind not in registry.names():
+        raise ValueError(f"unknown {registry.what} kind {kind!r}; known: {registry.describe()}")
+    return kind
 
 
 class Stage1Config(Section):
@@ -53,9 +60,8 @@ class Stage1Config(Section):
     + beta * commitment (ivq_vae) or kl_weight * KL (kl).
     """
 
-    kind: Literal["conv_ae", "ivq_vae", "kl", "identity"] = Field(
-        "ivq_vae", description="autoencoder family / latent regularizer: " + "; ".join(
-            f"{name}: {meaning}" for name, meaning in STAGE1_KINDS.items()))
+    kind: str = Field("ivq_vae", description="autoencoder family / latent regularizer, "
+                      "registered in harness.models.STAGE1: " + STAGE1.describe())
     f: int = Field(4, description="spatial compression factor f = H/h = 2^m")
     K: int = Field(256, description="codebook size of the vector quantizer, a power of two")
     latent_channels: int = Field(4, ge=1, description="c of the h x w x c latent")
@@ -87,16 +93,13 @@ class Stage1Config(Section):
     eval_images: int = Field(256, ge=1, description="eval-split images (at most the split) "
                              "the stage-1 evaluation reconstructs")
     eval_metrics: list[str] = Field(
-        default_factory=lambda: list(STAGE1_EVAL_METRICS),
+        default_factory=lambda: list(RECONSTRUCTION_METRICS),
         description="reconstruction metrics of the stage-1 evaluation (harness.metrics names)")
 
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, kind: object) -> object:
-        if isinstance(kind, str) and kind not in STAGE1_KINDS:
-            known = "; ".join(f"{name} ({meaning})" for name, meaning in STAGE1_KINDS.items())
-            raise ValueError(f"unknown stage-1 kind (regularizer) {kind!r}; known: {known}")
-        return kind
+        return _registered(STAGE1, kind)
 
     @field_validator("f")
     @classmethod
@@ -155,8 +158,13 @@ class Stage1Config(Section):
 
 
 class Stage2Config(Section):
-    """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training."""
+    """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training.
 
+    `eval_every` and `eval_num_samples` set how training is watched, not what it produces,
+    so they are not part of the stage-2 cache key (harness.keys)."""
+
+    kind: str = Field("fftd", description="denoiser, registered in harness.models.STAGE2: " +
+                      STAGE2.describe())
     fusion: Literal["add", "concat", "adaptive"] = "adaptive"
     channels: int = Field(32, ge=4, description="width of the first FFTD level")
     channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
@@ -178,6 +186,19 @@ class Stage2Config(Section):
     ema: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights")
     eval_every: int = Field(0, ge=0, description="KID (and FID) every N steps; 0: only at the end")
     eval_num_samples: int = Field(64, ge=2, description="samples per periodic evaluation")
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _known_kind(cls, kind: object) -> object:
+        return _registered(STAGE2, kind)
+
+    @field_validator("prediction")
+    @classmethod
+    def _flow_prediction(cls, value: str, info: ValidationInfo) -> str:
+        if value == "eps" and info.data.get("process") == "rectified_flow":
+            raise ValueError("rectified_flow with eps prediction has no velocity at t = 1 "
+                             "(pure noise); use v or x0")
+        return value
 
     @field_validator("loss_weighting")
     @classmethod
@@ -271,6 +292,108 @@ class CheckConfig(Section):
                               "names the gate leaves out")
 
 
+GDDCM_TIME_KEYS = ("t_s", "t_r", "t_end", "dt_min", "dt_max")
+# Default T_s as a noise level sigma_t / alpha_t of Eq. 8, so that it means the same in every
+# variant. In experiments/gddcm_Ts.yaml it is the best level on the latent rectified flow and
+# the second best on the latent DDPM (LPIPS 0.0363; 0.0357 at 0.5).
+DEFAULT_NOISE_S = 1 / 3
+
+
+class GDDCMConfig(Section):
+    """The gDDCM tokenizer's settings (seed 002 Sec. 3-4), validated strictly.
+
+    Times are in the model's own units (a step index 0..T-1 for DDPM, t in [0, 1] for
+    rectified flow). What can be checked without the model is checked on construction; the
+    times are checked against the model's range by validating with context {"t_min",
+    "t_max", "discrete", "noise_max"} (harness.tokenizer.times.for_process), each error
+    naming its key.
+    """
+
+    p: float = Field(0.0, ge=0, lt=1, description="back-trace parameter; 0: fixed point "
+                     "(Algorithm 2), 0.5 in discrete time: DDCM")
+    K: int = Field(1024, gt=0, description="codebook size per step (tokens of log2 K bits)")
+    N: int = Field(300, gt=0, description="number of tokenization steps")
+    P: int = Field(50, gt=0, description="step-size intervals of Algorithm 2 (Eq. 9)")
+    grid: int = Field(1, ge=1, description="g: one token per cell of a g x g grid per step")
+    init: int = Field(1, ge=1, le=4, description="1 codebook projection (Eq. 15), 2 noise, "
+                      "3 forward marginal of a reference sample, 4 zeros")
+    seed: int = Field(0, ge=0, description="seed of the codebooks and of the init noise")
+    t_s: float | None = Field(None, description="Algorithm 2's tokenization time T_s in "
+                              "the model's time units (default: from noise_s)")
+    noise_s: float | None = Field(None, gt=0, description="T_s as a noise level: the time "
+                                  "at which sigma_t / alpha_t of Eq. 8 equals this, the "
+                                  f"same in every variant (default {DEFAULT_NOISE_S:.3g} "
+                                  "when t_s is unset)")
+    t_r: float | None = Field(None, description="Algorithm 1's start T_r (default: T)")
+    t_end: float | None = Field(None, description="Algorithm 1's end before plain sampling "
+                                "(default: the clean end)")
+    dt_min: float | None = Field(None, gt=0, description="smallest step of Eq. 9 (default "
+                                 "T_s / 100; discrete time: 1)")
+    dt_max: float | None = Field(None, gt=0, description="largest step of Eq. 9 (default T_s; "
+                                 "discrete time: dt_min + P, Eq. 12)")
+    sigma_max: float = Field(80.0, gt=0, description="sigma_max of Eq. 10")
+    rho: float = Field(7.0, gt=0, description="rho of Eq. 10")
+    final_steps: int = Field(20, ge=1, description="ODE steps (Eq. 18) from the last "
+                             "tokenization time to the data")
+    batch_size: int = Field(128, ge=1, description="images per batch, which share each "
+                            "step's codebook; part of the token file")
+
+    @field_validator(*GDDCM_TIME_KEYS)
+    @classmethod
+    def _in_model_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        context = info.context or {}
+        if value is None or "t_max" not in context:
+            return value
+        lo, hi = context["t_min"], context["t_max"]
+        if info.field_name in ("dt_min", "dt_max"):
+            if value > hi - lo:
+                raise ValueError(f"step {value:g} exceeds the model's time range {hi - lo:g}")
+        elif not lo <= value <= hi:
+            raise ValueError(f"must lie in the model's time range [{lo:g}, {hi:g}], "
+                             f"got {value:g}")
+        if context.get("discrete") and value != int(value):
+            raise ValueError(f"the model has discrete timesteps; got {value:g}")
+        return value
+
+    @field_validator("noise_s")
+    @classmethod
+    def _noise_in_model_range(cls, value: float | None, info: ValidationInfo
+                              ) -> float | None:
+        highest = (info.context or {}).get("noise_max")
+        if value is not None and highest is not None and value > highest:
+            raise ValueError(f"must not exceed the model's largest noise level sigma/alpha "
+                             f"{highest:.4g}, got {value:g}")
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> GDDCMConfig:
+        if self.t_s is not None and self.noise_s is not None:
+            raise ValueError("give T_s as t_s or as noise_s, not both")
+        if self.dt_min is not None and self.dt_max is not None and self.dt_min > self.dt_max:
+            raise ValueError("dt_min must not exceed dt_max")
+        if self.t_r is not None and self.t_end is not None and self.t_end >= self.t_r:
+            raise ValueError("t_end must be below t_r")
+        if self.K > 2**31 - 1:
+            raise ValueError("K must fit in int32")
+        return self
+
+    @classmethod
+    def load(cls, data: dict[str, Any], file: str | Path | None = None,
+             context: dict[str, Any] | None = None, prefix: str = "gddcm") -> GDDCMConfig:
+        """Validate `data`, raising ConfigError that names file and `prefix.key`."""
+        try:
+            return cls.model_validate(data, context=context)
+        except ValidationError as error:
+            raised = validation_error(Path(file) if file else Path("<command line>"), error)
+            raise ConfigError(file, f"{prefix}.{raised.key}" if raised.key else prefix,
+                              raised.message) from None
+
+    def digest(self) -> str:
+        """Hash of the settings that decide the tokens (stored in the token file)."""
+        text = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 class TrialConfig(Section):
     """One fully resolved trial: no sweep specs left, one seed."""
 
@@ -282,8 +405,20 @@ class TrialConfig(Section):
     eval: EvalConfig = EvalConfig()
     gddcm: GDDCMConfig | None = Field(
         None, description="tokenize the eval images with the trained stage 2 (gDDCM, seed 002) "
-        "instead of sampling; harness.gddcm.config.GDDCMConfig")
+        "instead of sampling")
     seed: int = 0
+
+    @field_validator("sample")
+    @classmethod
+    def _sampler_fits_process(cls, sample: SampleConfig, info: ValidationInfo) -> SampleConfig:
+        """Rectified flow samples with the deterministic Euler ODE, which is DDIM with
+        eta = 0 on its marginal."""
+        stage2 = info.data.get("stage2")
+        if stage2 is not None and stage2.process == "rectified_flow" and (
+                sample.sampler != "ddim" or sample.eta != 0):
+            raise ValueError("rectified_flow samples with the Euler ODE: use sampler ddim "
+                             "(S = ddim_steps) with eta 0")
+        return sample
 
 
 class ExperimentFile(Section):
@@ -441,6 +576,3 @@ def load_experiment(path: str | Path, profiles: list[str] | tuple[str, ...] = ()
     return Experiment(path=path, raw=raw, spec=spec, dataset_path=dataset_path,
                       profiles=tuple(profiles), overrides=tuple(overrides))
 
-
-# GDDCMConfig builds on Section and completes TrialConfig's `gddcm` (TrialConfig.model_rebuild).
-import harness.gddcm.config  # noqa: E402,F401

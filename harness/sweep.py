@@ -9,12 +9,12 @@ twice gives the same trials and the same config hashes (which `--resume` matches
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -23,7 +23,7 @@ from harness.config import SWEEP_KEYS, Experiment, TrialConfig, validation_error
 from harness.console import format_table
 from harness.data import load_manifest
 from harness.errors import ConfigError
-from harness.gddcm.config import check_trial as check_gddcm
+from harness.keys import config_hash
 
 SECTIONS = ("stage1", "stage2", "sample", "eval", "gddcm")
 OPTIONAL_SECTIONS = ("gddcm",)  # absent (None) unless the file has them
@@ -59,12 +59,6 @@ class Trial:
     @property
     def trial_id(self) -> str:
         return f"{self.config.name}-{self.index:03d}-{self.config_hash[:8]}"
-
-
-def config_hash(data: dict[str, Any]) -> str:
-    """sha256 of the canonical JSON of a config, as hex."""
-    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def find_leaves(experiment: Experiment) -> list[SweepLeaf]:
@@ -180,3 +174,16 @@ def trial_table(trials: list[Trial]) -> str:
     rows = [[trial.trial_id, trial.config_hash[:12], jobs[trial.stage1_hash],
              *(trial.swept.get(key, "") for key in columns)] for trial in trials]
     return format_table(header, rows, rule=True)
+
+
+def check_gddcm(config: TrialConfig, resolution: int, file: Path | None) -> None:
+    """A `gddcm` section against the process its times are in (this imports torch, so a
+    dry run of an experiment without one does not)."""
+    if config.gddcm is None:
+        return
+    from harness.diffusion.processes import make_process
+    from harness.tokenizer.times import check_section
+
+    stage2 = config.stage2
+    check_section(config.gddcm, make_process(stage2.process, stage2.beta_schedule, stage2.T),
+                  resolution, config.stage1.f, file)

@@ -10,6 +10,7 @@ working directories.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -18,11 +19,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 import harness
+from harness.data import save_grid
 
 STAGE_SWEEP, STAGE_STAGE1, STAGE_TRIAL = "sweep", "stage1", "trial"
 MAX_PARAM_LENGTH = 6000
@@ -161,6 +164,15 @@ class TrackedRun:
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
+
+    def log_grid(self, images: np.ndarray, name: str, artifact_path: str) -> None:
+        """uint8 NHWC images as one PNG grid artifact `artifact_path/name`."""
+        folder = scratch_dir()
+        try:
+            save_grid(images, folder / name)
+            self.log_artifact(folder / name, artifact_path)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
 
     def __enter__(self) -> TrackedRun:
         return self

@@ -48,6 +48,6 @@ def harness_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 def run_harness(args: list[str], cwd: Path, timeout: float = 300, **env: str
                 ) -> subprocess.CompletedProcess[str]:
     """Run the real CLI in a subprocess, the way a user would."""
-    return subprocess.run([sys.executable, "-m", "harness.cli", *args], cwd=cwd,
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd,
                           env=harness_env(cwd, **env), capture_output=True, text=True,
                           timeout=timeout)

@@ -53,7 +53,7 @@ def test_harness_ui_serves_the_store(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     init_store(f"sqlite:///{tmp_path}/mlflow.db", "unit")
-    ui = subprocess.Popen([sys.executable, "-m", "harness.cli", "ui", "--port", str(port)],
+    ui = subprocess.Popen([sys.executable, "-m", "harness", "ui", "--port", str(port)],
                           cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           start_new_session=True)
     try:

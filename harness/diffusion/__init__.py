@@ -1,1 +1,2 @@
-"""Diffusion: noise schedules, training objectives and samplers, separate from the models."""
+"""Diffusion, separate from the models: forward processes (one abstraction, by name), what the
+denoiser predicts and its losses, and the samplers."""

@@ -1,11 +1,12 @@
-"""What the denoiser predicts (eps, v or x0), conversions between them, and the loss.
+"""What the denoiser predicts (eps, v or x0), the one conversion of its output into (x0, eps),
+and the training losses of each process.
 
-With z_t = sqrt(a) z_0 + sqrt(1 - a) eps and a = alpha_bar_t:
+With a process's marginal z_t = alpha z_0 + sigma eps (harness.diffusion.processes):
   eps-prediction  L = E ||eps - eps_theta(z_t, t)||^2          (seed 000 Sec. 2.2, 001 Eq. 2)
-  v-prediction    v = sqrt(a) eps - sqrt(1 - a) z_0            (Salimans & Ho 2022)
+  v-prediction    v = a z_0 + b eps with the process's (a, b): alpha eps - sigma z_0 for DDPM
+                  (Salimans & Ho 2022), the velocity eps - z_0 for rectified flow (002 Eq. 7)
   x0-prediction   the model outputs z_0 directly
-Rectified flow (seed 002 Eq. 7): z_t = (1 - t) z_0 + t eps with t ~ U(0, 1); its v target is
-the velocity eps - z_0 (eps and x0 targets as above).
+Any output o = a z_0 + b eps is solved with Eq. 8 for (x0, eps) (seed 002 Eq. 16).
 Timestep weighting lambda_t (seed 003): uniform, or min-SNR-gamma (Hang et al. 2023), which
 weighs each t by min(SNR_t, gamma) expressed in the units of the prediction target.
 """
@@ -16,38 +17,63 @@ from collections.abc import Callable
 
 import torch
 
-from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow, _broadcast
+from harness.diffusion.processes import DDPM, Process, RectifiedFlow, broadcast
 
 PREDICTIONS = ("eps", "v", "x0")
 WEIGHTINGS = ("uniform", "min_snr")
+Scalar = float | torch.Tensor
 
 
-def target(prediction: str, z0: torch.Tensor, eps: torch.Tensor, a: torch.Tensor
-           ) -> torch.Tensor:
+def _check(prediction: str) -> None:
+    if prediction not in PREDICTIONS:
+        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
+
+
+def to_x0_eps(prediction: str, output: torch.Tensor, z_t: torch.Tensor, alpha: Scalar,
+              sigma: Scalar, v_coefficients: tuple[Scalar, Scalar] | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0_hat, eps_hat) from any model output at a time where z_t = alpha x0 + sigma eps.
+
+    eps and x0 are inverted directly; v = a x0 + b eps by seed 002 Eq. 16, det = b alpha -
+    a sigma: x0 = (b z_t - sigma v) / det, eps = (alpha v - a z_t) / det. Without
+    `v_coefficients` the process is variance preserving, (a, b) = (-sigma, alpha), det = 1.
+    """
+    _check(prediction)
+    if prediction == "eps":
+        return (z_t - sigma * output) / alpha, output
+    if prediction == "x0":
+        return output, (z_t - alpha * output) / sigma
+    if v_coefficients is None:
+        return alpha * z_t - sigma * output, sigma * z_t + alpha * output
+    a, b = v_coefficients
+    det = b * alpha - a * sigma
+    return (b * z_t - sigma * output) / det, (alpha * output - a * z_t) / det
+
+
+def predict_x0_eps(process: Process, prediction: str, output: torch.Tensor,
+                   z_t: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """`to_x0_eps` with the process's float64 alpha(t), sigma(t) and v coefficients."""
+    return to_x0_eps(prediction, output, z_t, process.alpha(t), process.sigma(t),
+                     process.v_coefficients(t))
+
+
+def ode_step(process: Process, x0: torch.Tensor, eps: torch.Tensor, t_next: float
+             ) -> torch.Tensor:
+    """Seed 002 Eq. 18: z_{t_next} = alpha(t_next) x0 + sigma(t_next) eps, one Euler step of
+    the probability-flow ODE to O(dt^2) (Theorem 1; DDIM with eta = 0 in discrete time)."""
+    return process.alpha(t_next) * x0 + process.sigma(t_next) * eps
+
+
+def target(prediction: str, z0: torch.Tensor, eps: torch.Tensor,
+           v_coefficients: tuple[Scalar, Scalar]) -> torch.Tensor:
+    """The regression target of a prediction type; v = a z0 + b eps."""
+    _check(prediction)
     if prediction == "eps":
         return eps
-    if prediction == "v":
-        return a.sqrt() * eps - (1 - a).sqrt() * z0
     if prediction == "x0":
         return z0
-    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-
-
-def to_x0_eps(prediction: str, output: torch.Tensor, z_t: torch.Tensor, a: torch.Tensor
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x0_hat, eps_hat) from any model output, by inverting the forward marginal."""
-    if prediction == "eps":
-        eps = output
-        x0 = (z_t - (1 - a).sqrt() * eps) / a.sqrt()
-    elif prediction == "v":
-        x0 = a.sqrt() * z_t - (1 - a).sqrt() * output
-        eps = (1 - a).sqrt() * z_t + a.sqrt() * output
-    elif prediction == "x0":
-        x0 = output
-        eps = (z_t - a.sqrt() * x0) / (1 - a).sqrt()
-    else:
-        raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-    return x0, eps
+    a, b = v_coefficients
+    return b * eps + a * z0
 
 
 def loss_weight(weighting: str, prediction: str, snr: torch.Tensor, gamma: float = 5.0
@@ -61,65 +87,45 @@ def loss_weight(weighting: str, prediction: str, snr: torch.Tensor, gamma: float
     return {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}[prediction]
 
 
-def diffusion_loss(model: torch.nn.Module, z0: torch.Tensor, schedule: NoiseSchedule,
-                   prediction: str, weighting: str, generator: torch.Generator | None = None,
-                   gamma: float = 5.0) -> torch.Tensor:
+def ddpm_loss(model: torch.nn.Module, z0: torch.Tensor, process: DDPM, prediction: str,
+              weighting: str, generator: torch.Generator | None = None, gamma: float = 5.0
+              ) -> torch.Tensor:
     """One Monte-Carlo estimate of the weighted objective with t ~ U{0..T-1}."""
-    t = torch.randint(0, schedule.T, (len(z0),), generator=generator)
+    t = process.training_times(len(z0), generator)
     eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    a = _broadcast(schedule.alpha_bar_at(t), z0)
-    z_t = a.sqrt() * z0 + (1 - a).sqrt() * eps
-    per_sample = (model(z_t, t) - target(prediction, z0, eps, a)).pow(2).flatten(1).mean(1)
-    weight = loss_weight(weighting, prediction, schedule.snr(t), gamma).to(z0.dtype)
+    z_t = process.add_noise(z0, eps, t)
+    a = broadcast(process.alpha_bar_at(t), z0)
+    goal = target(prediction, z0, eps, (-(1 - a).sqrt(), a.sqrt()))
+    per_sample = (model(z_t, process.model_time(t)) - goal).pow(2).flatten(1).mean(1)
+    weight = loss_weight(weighting, prediction, process.snr(t), gamma).to(z0.dtype)
     return (weight * per_sample).mean()
 
 
-def flow_target(prediction: str, z0: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Regression target of rectified flow: the velocity v = eps - z_0 (seed 002 Eq. 7)."""
-    if prediction == "v":
-        return eps - z0
-    if prediction in ("eps", "x0"):
-        return eps if prediction == "eps" else z0
-    raise ValueError(f"unknown prediction {prediction!r}; expected one of {PREDICTIONS}")
-
-
-def flow_matching_loss(model: torch.nn.Module, z0: torch.Tensor, flow: RectifiedFlow,
-                       prediction: str, generator: torch.Generator | None = None
-                       ) -> torch.Tensor:
-    """E_{t, x, eps} ||o_theta(z_t, t) - target||^2 with t ~ U(0, 1) (seed 002 Eq. 7)."""
-    t = torch.rand(len(z0), generator=generator, dtype=torch.float64)
+def flow_matching_loss(model: torch.nn.Module, z0: torch.Tensor, process: RectifiedFlow,
+                       prediction: str, weighting: str, generator: torch.Generator | None = None,
+                       gamma: float = 5.0) -> torch.Tensor:
+    """E_{t, x, eps} ||o_theta(z_t, t) - target||^2 with t ~ U(0, 1) (seed 002 Eq. 7);
+    uniform weighting only."""
+    if weighting != "uniform":
+        raise ValueError(f"rectified flow trains with uniform weighting, got {weighting!r}")
+    t = process.training_times(len(z0), generator)
     eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
-    z_t = flow.add_noise(z0, eps, t)
-    output = model(z_t, flow.model_time(t).to(z0.dtype))
-    return (output - flow_target(prediction, z0, eps)).pow(2).mean()
+    z_t = process.add_noise(z0, eps, t)
+    output = model(z_t, process.model_time(t))
+    goal = target(prediction, z0, eps, process.v_coefficients(0.0))
+    return (output - goal).pow(2).mean()
 
 
+Loss = Callable[..., torch.Tensor]
+LOSSES: dict[str, Loss] = {"ddpm": ddpm_loss, "rectified_flow": flow_matching_loss}
 Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def _ddpm_objective(beta_schedule: str, T: int, prediction: str, weighting: str,
-                    gamma: float) -> Objective:
-    schedule = NoiseSchedule.create(beta_schedule, T)
-    return lambda model, z0, generator: diffusion_loss(model, z0, schedule, prediction,
-                                                       weighting, generator, gamma)
-
-
-def _flow_objective(beta_schedule: str, T: int, prediction: str, weighting: str,
-                    gamma: float) -> Objective:
-    if weighting != "uniform":
-        raise ValueError(f"rectified flow trains with uniform weighting, got {weighting!r}")
-    flow = RectifiedFlow(T)
-    return lambda model, z0, generator: flow_matching_loss(model, z0, flow, prediction,
-                                                           generator)
-
-
-OBJECTIVES: dict[str, Callable[..., Objective]] = {"ddpm": _ddpm_objective,
-                                                   "rectified_flow": _flow_objective}
-
-
-def make_objective(process: str, beta_schedule: str, T: int, prediction: str,
-                   weighting: str, gamma: float = 5.0) -> Objective:
-    """The training loss of a forward process named in `OBJECTIVES`."""
-    if process not in OBJECTIVES:
-        raise ValueError(f"unknown process {process!r}; expected one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[process](beta_schedule, T, prediction, weighting, gamma)
+def make_objective(process: Process, prediction: str, weighting: str, gamma: float = 5.0
+                   ) -> Objective:
+    """The training loss of `process` (by its name in `LOSSES`) as model, z0, generator -> L."""
+    if process.name not in LOSSES:
+        raise ValueError(f"no training loss for process {process.name!r}")
+    loss = LOSSES[process.name]
+    return lambda model, z0, generator: loss(model, z0, process, prediction, weighting,
+                                             generator, gamma)

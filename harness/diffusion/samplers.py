@@ -6,11 +6,13 @@ DDIM (Song et al. 2021; DESIGN section 4, seed 000 Sec. 2.3):
 with t' the previous of S evenly spaced steps and a = alpha_bar. eta = 0 is deterministic;
 eta = 1 with S = T is DDPM's ancestral sampler.
 DDPM ancestral sampling (Ho et al. 2020, Eq. 6-7) is kept as the reference.
-Euler (rectified flow, seed 002 Eq. 7): the probability-flow ODE dz/dt = v(z_t, t) from
-t = 1 to 0 on S equal steps, z_{t'} = z_t + (t' - t) v_hat.
+Euler (rectified flow, seed 002 Eq. 7): the probability-flow ODE from t = 1 to 0 on S equal
+steps, each the Eq. 18 step z_{t'} = alpha(t') x0_hat + sigma(t') eps_hat, which on the
+flow's marginal is z_t + (t' - t) v_hat.
 
 Every sampler has `timesteps()` (noisiest first), `clean_time` (the time after the last
 step), `model_time` (what the network is fed) and `step`; `sample` runs any of them.
+Samplers are built by name (SampleConfig.sampler) from `SAMPLERS`.
 """
 
 from __future__ import annotations
@@ -21,47 +23,42 @@ from typing import ClassVar
 
 import torch
 
-from harness.diffusion.objectives import to_x0_eps
-from harness.diffusion.schedules import NoiseSchedule, RectifiedFlow
+from harness.diffusion.objectives import ode_step, predict_x0_eps, to_x0_eps
+from harness.diffusion.processes import DDPM, Process, RectifiedFlow
 
-Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def discrete_model_time(t: float, batch: int) -> torch.Tensor:
-    """The integer timestep a discrete-time denoiser is fed."""
-    return torch.full((batch,), int(t), dtype=torch.long)
+Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z_t, model time) -> output
 
 
 @dataclass(frozen=True)
 class DDIMSampler:
-    schedule: NoiseSchedule
+    process: DDPM
     steps: int  # S
     eta: float = 0.0
     prediction: str = "eps"
     clean_time: ClassVar[int] = -1
 
     def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return discrete_model_time(t, batch)
+        return self.process.model_time(t, batch)
 
     def timesteps(self) -> list[int]:
         """S evenly spaced steps of 0..T-1, from the noisiest to the cleanest."""
-        T = self.schedule.T
+        T = self.process.T
         if not 1 <= self.steps <= T:
             raise ValueError(f"DDIM steps must be in 1..T={T}, got {self.steps}")
         grid = torch.linspace(0, T - 1, self.steps, dtype=torch.float64).round().long()
         return sorted(set(grid.tolist()), reverse=True)
 
     def sigma(self, t: int, t_prev: int) -> float:
-        a_t = float(self.schedule.alpha_bar_at(t))
-        a_prev = float(self.schedule.alpha_bar_at(t_prev))
+        a_t = float(self.process.alpha_bar_at(t))
+        a_prev = float(self.process.alpha_bar_at(t_prev))
         return self.eta * ((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev)) ** 0.5
 
     def step(self, output: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """z_t -> z_{t_prev} by the DDIM update; t_prev = -1 ends at the data."""
-        a_t = self.schedule.alpha_bar_at(t).to(z_t.dtype)
-        a_prev = self.schedule.alpha_bar_at(t_prev).to(z_t.dtype)
-        x0, eps = to_x0_eps(self.prediction, output, z_t, a_t)
+        a_t = self.process.alpha_bar_at(t).to(z_t.dtype)
+        a_prev = self.process.alpha_bar_at(t_prev).to(z_t.dtype)
+        x0, eps = to_x0_eps(self.prediction, output, z_t, a_t.sqrt(), (1 - a_t).sqrt())
         sigma = self.sigma(t, t_prev)
         z_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
         if sigma > 0:
@@ -72,30 +69,31 @@ class DDIMSampler:
 
 @dataclass(frozen=True)
 class DDPMSampler:
-    schedule: NoiseSchedule
+    process: DDPM
     prediction: str = "eps"
     clean_time: ClassVar[int] = -1
 
     def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return discrete_model_time(t, batch)
+        return self.process.model_time(t, batch)
 
     def timesteps(self) -> list[int]:
-        return list(range(self.schedule.T - 1, -1, -1))
+        return list(range(self.process.T - 1, -1, -1))
 
     def posterior_variance(self, t: int) -> float:
         """beta_tilde_t = (1 - a_{t-1}) / (1 - a_t) beta_t (DDPM Eq. 7)."""
-        a_t = float(self.schedule.alpha_bar_at(t))
-        a_prev = float(self.schedule.alpha_bar_at(t - 1))
-        return (1 - a_prev) / (1 - a_t) * float(self.schedule.betas[t])
+        a_t = float(self.process.alpha_bar_at(t))
+        a_prev = float(self.process.alpha_bar_at(t - 1))
+        return (1 - a_prev) / (1 - a_t) * float(self.process.betas[t])
 
     def step(self, output: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample q(z_{t-1} | z_t, x0_hat) (DDPM Eq. 6-7)."""
         assert t_prev == t - 1, "DDPM steps one timestep at a time"
-        a_t = float(self.schedule.alpha_bar_at(t))
-        a_prev = float(self.schedule.alpha_bar_at(t_prev))
-        beta = float(self.schedule.betas[t])
-        x0, _ = to_x0_eps(self.prediction, output, z_t, torch.tensor(a_t, dtype=z_t.dtype))
+        a_t = float(self.process.alpha_bar_at(t))
+        a_prev = float(self.process.alpha_bar_at(t_prev))
+        beta = float(self.process.betas[t])
+        a = torch.tensor(a_t, dtype=z_t.dtype)
+        x0, _ = to_x0_eps(self.prediction, output, z_t, a.sqrt(), (1 - a).sqrt())
         mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((1 - beta) ** 0.5 * (1 - a_prev) /
                                                         (1 - a_t)) * z_t
         if t == 0:
@@ -106,9 +104,9 @@ class DDPMSampler:
 
 @dataclass(frozen=True)
 class EulerSampler:
-    """Euler steps of the rectified-flow ODE dz/dt = v (seed 002 Eq. 7) from t = 1 to 0."""
+    """Euler steps of the rectified-flow ODE (seed 002 Eq. 7, 18) from t = 1 to 0."""
 
-    flow: RectifiedFlow
+    process: RectifiedFlow
     steps: int  # S
     prediction: str = "v"
     clean_time: ClassVar[float] = 0.0
@@ -120,25 +118,46 @@ class EulerSampler:
         return [1.0 - k / self.steps for k in range(self.steps)]
 
     def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return self.flow.model_time(torch.full((batch,), float(t)))
-
-    def velocity(self, output: torch.Tensor, t: float, z_t: torch.Tensor) -> torch.Tensor:
-        """v_hat = eps_hat - x0_hat from any output, with z_t = (1 - t) x0 + t eps."""
-        if self.prediction == "v":
-            return output
-        if self.prediction == "eps":
-            return (output - z_t) / (1 - t)  # x0 = (z_t - t eps) / (1 - t); t < 1 needed
-        if self.prediction == "x0":
-            return (z_t - output) / t  # eps = (z_t - (1 - t) x0) / t
-        raise ValueError(f"unknown prediction {self.prediction!r}")
+        return self.process.model_time(t, batch)
 
     def step(self, output: torch.Tensor, t: float, t_prev: float, z_t: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """z_{t'} = z_t + (t' - t) v_hat (the ODE is deterministic; generator unused)."""
-        return z_t + (t_prev - t) * self.velocity(output, t, z_t)
+        """z_{t'} = alpha(t') x0_hat + sigma(t') eps_hat (deterministic; generator unused)."""
+        x0, eps = predict_x0_eps(self.process, self.prediction, output, z_t, t)
+        return ode_step(self.process, x0, eps, t_prev)
 
 
 Sampler = DDIMSampler | DDPMSampler | EulerSampler
+SamplerFactory = Callable[[Process, str, int, float], Sampler]  # process, prediction, S, eta
+
+
+def _ddim(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
+    """DDIM on DDPM; on rectified flow DDIM with eta = 0 is the Euler step of its ODE."""
+    if isinstance(process, RectifiedFlow):
+        if eta != 0:
+            raise ValueError("rectified_flow samples with the deterministic Euler ODE: "
+                             "use eta 0")
+        return EulerSampler(process, steps, prediction)
+    assert isinstance(process, DDPM), process
+    return DDIMSampler(process, steps, eta, prediction)
+
+
+def _ddpm(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
+    if not isinstance(process, DDPM):
+        raise ValueError(f"the ancestral DDPM sampler needs the ddpm process, not "
+                         f"{process.name}")
+    return DDPMSampler(process, prediction)
+
+
+SAMPLERS: dict[str, SamplerFactory] = {"ddim": _ddim, "ddpm": _ddpm}
+
+
+def make_sampler(name: str, process: Process, prediction: str, steps: int, eta: float = 0.0
+                 ) -> Sampler:
+    """The sampler `name` (SampleConfig.sampler) for a model trained on `process`."""
+    if name not in SAMPLERS:
+        raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
+    return SAMPLERS[name](process, prediction, steps, eta)
 
 
 @torch.inference_mode()

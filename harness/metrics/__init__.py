@@ -1,63 +1,20 @@
-"""Metric registry: metrics are looked up by name, each with its direction of better."""
+"""Metrics and feature extractors, registered by name (DESIGN section 6).
 
-from __future__ import annotations
+`registry` holds the pairwise metrics (psnr, ssim, l1 in `pairwise`, lpips in `perceptual`)
+and `sets` the set metrics (FID, KID, precision/recall, IS) over one Inception pass per image
+set (`extractor`, `inception`); `evaluate` is what trials call, `catalog` what a logged name
+means, `result` how a result is logged, `images` reads image sets for `harness metrics`.
+"""
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from harness.metrics import pairwise, perceptual  # noqa: F401  (they register their metrics)
+from harness.metrics.registry import (
+    PAIRWISE,
+    MetricUnavailable,
+    PairwiseMetric,
+    Provenance,
+    get_pairwise,
+    register_pairwise,
+)
 
-import numpy as np
-
-PairwiseFn = Callable[[np.ndarray, np.ndarray], float]
-
-
-@dataclass(frozen=True)
-class Provenance:
-    """What a metric runs on (network and settings, weights hash), or why it cannot run now."""
-
-    extractor: str | None = None
-    weights_sha256: str | None = None
-    unavailable_reason: str | None = None
-
-
-class MetricUnavailable(ValueError):
-    """Raised by a metric that cannot run on these inputs; evaluate() records the reason."""
-
-
-def _needs_nothing() -> Provenance:
-    return Provenance()
-
-
-@dataclass(frozen=True)
-class PairwiseMetric:
-    """A metric over paired uint8 NHWC image sets (reconstruction vs original)."""
-
-    name: str
-    fn: PairwiseFn
-    higher_is_better: bool
-    description: str
-    provenance: Callable[[], Provenance] = _needs_nothing  # metrics that need weights say so
-
-    def unavailable_reason(self) -> str | None:
-        return self.provenance().unavailable_reason
-
-
-PAIRWISE: dict[str, PairwiseMetric] = {}
-
-
-def register_pairwise(name: str, higher_is_better: bool, description: str,
-                      provenance: Callable[[], Provenance] = _needs_nothing
-                      ) -> Callable[[PairwiseFn], PairwiseFn]:
-    def add(fn: PairwiseFn) -> PairwiseFn:
-        PAIRWISE[name] = PairwiseMetric(name, fn, higher_is_better, description, provenance)
-        return fn
-    return add
-
-
-def get_pairwise(name: str) -> PairwiseMetric:
-    if name not in PAIRWISE:
-        raise KeyError(f"unknown metric {name!r}; registered: {', '.join(sorted(PAIRWISE))}")
-    return PAIRWISE[name]
-
-
-# Registration side effects: psnr, ssim, l1 (scikit-image) and lpips (weights from the store).
-from harness.metrics import pairwise, perceptual  # noqa: E402,F401
+__all__ = ["PAIRWISE", "MetricUnavailable", "PairwiseMetric", "Provenance", "get_pairwise",
+           "register_pairwise"]

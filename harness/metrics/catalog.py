@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from harness.metrics import PAIRWISE
+from harness.metrics.registry import PAIRWISE
 from harness.metrics.sets import SET_METRICS
 
 

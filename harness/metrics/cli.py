@@ -139,9 +139,9 @@ def format_results(results: list[MetricResult]) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from harness.metrics import PAIRWISE
     from harness.metrics.evaluate import RECONSTRUCTION_METRICS, evaluate
     from harness.metrics.images import load_images, paired, take
+    from harness.metrics.registry import PAIRWISE
     from harness.metrics.sets import DEFAULT_SET_METRICS, SET_METRICS
 
     real = take(load_images(args.real), args.num_images)

@@ -9,7 +9,7 @@ import numpy as np
 
 from harness.cache import ArtifactCache
 from harness.errors import ConfigError
-from harness.metrics import PAIRWISE, MetricUnavailable, get_pairwise
+from harness.metrics.registry import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
 from harness.weights import WeightsStore, using

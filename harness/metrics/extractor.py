@@ -1,4 +1,5 @@
-"""The harness's Inception extraction path: fused network, channels_last, batched, one pass/set."""
+"""The harness's Inception extraction path: fused network, channels_last, batched, one pass
+per image set; and the same network registered as a torch-fidelity feature extractor."""
 
 from __future__ import annotations
 
@@ -8,11 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch_fidelity
 from torch import nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import BasicConv2d
+from torch_fidelity.helpers import vassert
+from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 from tqdm import tqdm
 
-from harness.metrics.inception import TAG, InceptionNet, preprocess
+from harness.metrics.inception import (
+    EXTRACTOR_NAME,
+    LOGITS,
+    POOL3,
+    SIZE,
+    TAG,
+    InceptionNet,
+    preprocess,
+)
 from harness.weights import WeightsStore
 from harness.weights import store as default_store
 
@@ -105,3 +118,47 @@ def get_extractor(weights: WeightsStore | None = None, device: str = "cpu"
         _EXTRACTORS.clear()  # one network in memory at a time
         _EXTRACTORS[key] = InceptionExtractor(found.path, found.sha256, device=device)
     return _EXTRACTORS[key]
+
+
+class TorchFidelityInception(FeatureExtractorBase):
+    """The same network and preprocessing as a torch-fidelity feature extractor (the plain path).
+
+    `torch_fidelity.calculate_metrics(..., feature_extractor=EXTRACTOR_NAME)` uses it; weights
+    come from `feature_extractor_weights_path`, else from the harness's weights store.
+    """
+
+    def __init__(self, name: str, features_list: list[str],
+                 feature_extractor_weights_path: str | None = None, **kwargs: object) -> None:
+        super().__init__(name, features_list)
+        path = Path(feature_extractor_weights_path or default_store().resolve(
+            "inception-pool3").path)
+        self.net = InceptionNet.from_file(path)
+        vassert(LOGITS not in features_list or self.net.fc is not None,
+                f"{path} has no logits layer (pool3-only weights): Inception Score unavailable")
+
+    @staticmethod
+    def get_provided_features_list() -> tuple[str, ...]:
+        return POOL3, LOGITS
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric: str) -> str:
+        return {"isc": LOGITS, "fid": POOL3, "kid": POOL3, "prc": POOL3}[metric]
+
+    @staticmethod
+    def can_be_compiled() -> bool:
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile() -> torch.Tensor:
+        return torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        vassert(x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3,
+                "expecting uint8 Bx3xHxW images")
+        pool3, logits = self.net(preprocess(x))
+        features = {POOL3: pool3, LOGITS: logits}
+        return tuple(features[name] for name in self.features_list)
+
+
+if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
+    torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, TorchFidelityInception)

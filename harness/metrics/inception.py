@@ -1,4 +1,4 @@
-"""The TF Inception 2015-12-05 network, its one preprocessing, its torch-fidelity extractor.
+"""The TF Inception 2015-12-05 network and its one preprocessing.
 
 Preprocessing (one, named in every result's extractor tag): uint8 pixels as float, resized to
 299x299 with NVIDIA's bilinear (`affine_grid` + `grid_sample`, border padding, align_corners
@@ -13,9 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import torch_fidelity
 from torch import nn
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.feature_extractor_inceptionv3 import (
     BasicConv2d,
     InceptionA,
@@ -25,11 +23,8 @@ from torch_fidelity.feature_extractor_inceptionv3 import (
     InceptionE_1,
     InceptionE_2,
 )
-from torch_fidelity.helpers import vassert
-from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-from harness.weights import WeightsError
-from harness.weights import store as default_store
+from harness.weights.errors import WeightsError
 
 SIZE = 299
 EXTRACTOR_NAME = "harness-inception-2015-12-05"
@@ -109,47 +104,3 @@ class InceptionNet(nn.Module):
         pool3 = torch.flatten(x, 1)
         logits = pool3.mm(self.fc.weight.T) if self.fc is not None else None
         return pool3, logits
-
-
-class TorchFidelityInception(FeatureExtractorBase):
-    """The same network and preprocessing as a torch-fidelity feature extractor (the plain path).
-
-    `torch_fidelity.calculate_metrics(..., feature_extractor=EXTRACTOR_NAME)` uses it; weights
-    come from `feature_extractor_weights_path`, else from the harness's weights store.
-    """
-
-    def __init__(self, name: str, features_list: list[str],
-                 feature_extractor_weights_path: str | None = None, **kwargs: object) -> None:
-        super().__init__(name, features_list)
-        path = Path(feature_extractor_weights_path or default_store().resolve(
-            "inception-pool3").path)
-        self.net = InceptionNet.from_file(path)
-        vassert(LOGITS not in features_list or self.net.fc is not None,
-                f"{path} has no logits layer (pool3-only weights): Inception Score unavailable")
-
-    @staticmethod
-    def get_provided_features_list() -> tuple[str, ...]:
-        return POOL3, LOGITS
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric: str) -> str:
-        return {"isc": LOGITS, "fid": POOL3, "kid": POOL3, "prc": POOL3}[metric]
-
-    @staticmethod
-    def can_be_compiled() -> bool:
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile() -> torch.Tensor:
-        return torch.zeros(1, 3, SIZE, SIZE, dtype=torch.uint8)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        vassert(x.dtype == torch.uint8 and x.dim() == 4 and x.shape[1] == 3,
-                "expecting uint8 Bx3xHxW images")
-        pool3, logits = self.net(preprocess(x))
-        features = {POOL3: pool3, LOGITS: logits}
-        return tuple(features[name] for name in self.features_list)
-
-
-if EXTRACTOR_NAME not in FEATURE_EXTRACTORS_REGISTRY:
-    torch_fidelity.register_feature_extractor(EXTRACTOR_NAME, TorchFidelityInception)

@@ -7,9 +7,8 @@ Wang et al. 2004 (sigma 1.5, population covariance); PSNR and SSIM use data_rang
 from __future__ import annotations
 
 import numpy as np
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from harness.metrics import register_pairwise
+from harness.metrics.registry import register_pairwise
 
 
 def check_pair(real: np.ndarray, fake: np.ndarray) -> None:
@@ -22,6 +21,8 @@ def check_pair(real: np.ndarray, fake: np.ndarray) -> None:
 
 @register_pairwise("psnr", higher_is_better=True, description="PSNR in dB, data_range 255")
 def psnr(real: np.ndarray, fake: np.ndarray) -> float:
+    from skimage.metrics import peak_signal_noise_ratio
+
     check_pair(real, fake)
     return float(np.mean([peak_signal_noise_ratio(r, f, data_range=255)
                           for r, f in zip(real, fake, strict=True)]))
@@ -30,6 +31,8 @@ def psnr(real: np.ndarray, fake: np.ndarray) -> float:
 @register_pairwise("ssim", higher_is_better=True,
                    description="SSIM, Gaussian window sigma 1.5, data_range 255")
 def ssim(real: np.ndarray, fake: np.ndarray) -> float:
+    from skimage.metrics import structural_similarity
+
     check_pair(real, fake)
     return float(np.mean([
         structural_similarity(r, f, data_range=255, channel_axis=-1, gaussian_weights=True,

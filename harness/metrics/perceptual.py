@@ -1,13 +1,21 @@
-"""LPIPS: the `lpips` package, AlexNet, v0.1, inputs in [-1, 1], weights from the store."""
+"""LPIPS: the `lpips` package, AlexNet, v0.1, inputs in [-1, 1], weights from the store.
+
+torch is imported when LPIPS runs, not when the metric is registered, so that the registry
+(and a dry run that checks metric names) stays light.
+"""
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import TYPE_CHECKING
 
-from harness.metrics import MetricUnavailable, Provenance, register_pairwise
+import numpy as np
+
 from harness.metrics.pairwise import check_pair
+from harness.metrics.registry import MetricUnavailable, Provenance, register_pairwise
 from harness.weights import Resolved, WeightsUnavailable, store
+
+if TYPE_CHECKING:
+    import torch
 
 TAG = "lpips-v0.1-alex/[-1,1]"
 BATCH = 32
@@ -18,7 +26,9 @@ _MODELS: dict[str, torch.nn.Module] = {}
 
 def load_lpips(found: Resolved) -> torch.nn.Module:
     """lpips.LPIPS built without any download, then loaded from the resolved file (cached)."""
-    from harness.metrics.convert import new_lpips, torchvision_alexnet_to_lpips
+    import torch
+
+    from harness.weights.formats import new_lpips, torchvision_alexnet_to_lpips
 
     if found.sha256 not in _MODELS:
         state = torch.load(found.path, map_location="cpu", weights_only=True)
@@ -40,6 +50,8 @@ def _provenance() -> Provenance:
 
 
 def to_lpips_input(images: np.ndarray) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(images.copy()).permute(0, 3, 1, 2).to(torch.float32) / 127.5 - 1
 
 
@@ -50,6 +62,8 @@ def lpips_distance(real: np.ndarray, fake: np.ndarray) -> float:
     if min(real.shape[1:3]) < MIN_SIDE:
         raise MetricUnavailable(f"LPIPS AlexNet needs images of at least {MIN_SIDE}x{MIN_SIDE} "
                                 f"pixels, got {real.shape[2]}x{real.shape[1]}")
+    import torch
+
     model = load_lpips(store().resolve("lpips-alex"))
     distances = []
     with torch.inference_mode():

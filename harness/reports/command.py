@@ -1,4 +1,5 @@
-"""The `harness report` subcommand: its arguments and its handler."""
+"""The `harness report` subcommand: its arguments and its handler (imports pandas and
+matplotlib only when it runs)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from harness.cli_common import TRACKING_HELP, add_experiment_arguments
+from harness.cli.common import TRACKING_HELP, add_experiment_arguments
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -52,9 +53,8 @@ def _command(args: argparse.Namespace, sweep_id: str) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from harness.reports.compare import compare_sweeps
     from harness.reports.loading import load_sweep
-    from harness.reports.report import write_report
+    from harness.reports.report import compare_sweeps, write_report
     from harness.reports.settings import from_experiment
     from harness.tracking import tracking_uri
 

@@ -1,13 +1,15 @@
-"""Read one sweep of an experiment from MLflow: its parent run and its trial runs as pandas."""
+"""MLflow -> pandas: one sweep's parent run, its trial runs as a frame, and metric histories."""
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
@@ -102,6 +104,17 @@ def parse_param(text: str) -> Any:
         except ValueError:
             pass
     return text
+
+
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (pandas hands out np.int64), NaN as None."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(plain(value), int | float) and not isinstance(plain(value), bool)
 
 
 def runs_frame(runs: list[Run]) -> pd.DataFrame:

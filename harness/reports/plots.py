@@ -1,26 +1,48 @@
-"""Metric against a numeric axis (K, DDIM steps, p, ...): one line per configuration of the
-other axes, mean over seeds with a ±1 std band, and on log-log axes the fitted power law."""
+"""Figures of a report: a metric against a numeric axis (K, DDIM steps, p, ...) with the fitted
+power law on log-log axes, and training curves; one line per configuration, mean over seeds with
+a ±1 std band, in a fixed style that gives the same bytes on every machine."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import matplotlib
 import numpy as np
 import pandas as pd
+import seaborn as sns
+from cycler import cycler
 from matplotlib.axes import Axes
 from matplotlib.axis import Axis
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from harness.reports.aggregate import Key, group_runs, ordered_keys
-from harness.reports.fit import power_law_fit
-from harness.reports.headers import metric_header
-from harness.reports.labels import axis_label, format_value, short_names, slug
-from harness.reports.loading import FINISHED
-from harness.reports.settings import MetricSpec, PlotSpec, ReportSettings, metric_spec
-from harness.reports.style import colors, figure, save
+from harness.reports.loading import FINISHED, Sweep, metric_history
+from harness.reports.settings import MetricSpec, PlotSpec, ReportSettings
+from harness.reports.tables import (
+    Key,
+    format_value,
+    group_runs,
+    metric_header,
+    ordered_keys,
+    short_names,
+    slug,
+)
+
+AXIS_LABELS = {"K": "codebook size K", "ddim_steps": "DDIM steps S", "p": "back-trace parameter p",
+               "f": "compression factor f", "N": "tokens N", "T": "diffusion steps T",
+               "eta": "DDIM η", "step": "training step"}
+
+FIGURE_SIZE = (4.8, 3.4)  # inches
+# Writers stamp the matplotlib version and the time; None drops the entry.
+PNG_METADATA = {"Software": None}
+PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
+Color = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -38,18 +60,71 @@ class Plot:
     fits: list[Fit] = field(default_factory=list)
 
 
+def style() -> dict[str, Any]:
+    params: dict[str, Any] = {**sns.axes_style("whitegrid"), **sns.plotting_context("paper")}
+    params |= {
+        # DejaVu ships with matplotlib: the same glyphs on every machine.
+        "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans"],
+        "mathtext.fontset": "dejavusans", "svg.hashsalt": "harness-report",
+        "figure.dpi": 100, "savefig.dpi": 200, "pdf.fonttype": 42,
+        "axes.prop_cycle": cycler(color=sns.color_palette("colorblind")),
+    }
+    return params
+
+
+@contextmanager
+def figure() -> Iterator[Figure]:
+    """A figure on the Agg canvas (no pyplot, no global backend) inside the report style."""
+    with matplotlib.rc_context(style()):
+        fig = Figure(figsize=FIGURE_SIZE, layout="constrained")
+        FigureCanvasAgg(fig)
+        yield fig
+
+
+def save(fig: Figure, stem: Path) -> list[Path]:
+    """Write stem.png and stem.pdf; call inside `figure()` so that the style applies."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    png, pdf = stem.parent / f"{stem.name}.png", stem.parent / f"{stem.name}.pdf"
+    fig.savefig(png, format="png", metadata=PNG_METADATA)
+    fig.savefig(pdf, format="pdf", metadata=PDF_METADATA)
+    return [png, pdf]
+
+
+def colors(count: int) -> list[Color]:
+    palette = sns.color_palette("colorblind")
+    return [palette[index % len(palette)] for index in range(count)]
+
+
+def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """(slope, intercept) over the points with x > 0 and y > 0; needs two distinct x."""
+    xs, ys = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = (xs > 0) & (ys > 0) & np.isfinite(xs) & np.isfinite(ys)
+    if len(np.unique(xs[keep])) < 2:
+        raise ValueError("a power-law fit needs two distinct positive x values")
+    slope, intercept = np.polyfit(np.log10(xs[keep]), np.log10(ys[keep]), 1)
+    return float(slope), float(intercept)
+
+
+def axis_label(key: str) -> str:
+    """A plot axis label for a param key: `stage1.K` -> 'codebook size K'."""
+    last = key.rpartition(".")[2]
+    return AXIS_LABELS.get(last, last)
+
+
 def seed_stats(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Columns x, mean, std (ddof 1; 0 for one seed), n, per distinct x, sorted by x."""
+    """Columns x, mean, std (ddof 1; 0 for one seed) per distinct x, sorted by x."""
     grouped = frame.groupby(x, sort=True)[y]
-    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1), "n": grouped.size()})
+    stats = pd.DataFrame({"mean": grouped.mean(), "std": grouped.std(ddof=1)})
     return stats.fillna({"std": 0.0}).reset_index()
 
 
 def lines_by(runs: pd.DataFrame, hue: tuple[str, ...], settings: ReportSettings
-           ) -> list[tuple[Key, pd.DataFrame]]:
+             ) -> list[tuple[Key, pd.DataFrame, Color]]:
+    """One line per configuration of the `hue` axes, in table order, each with its color."""
     groups = group_runs(runs, hue)
-    order = ordered_keys(list(groups), [settings.value_order(axis) for axis in hue])
-    return [(key, groups[key]) for key in order]
+    order = ordered_keys(list(groups), hue, settings)
+    return [(key, groups[key], color)
+            for key, color in zip(order, colors(len(order)), strict=True)]
 
 
 def line_label(hue: tuple[str, ...], key: Key) -> str:
@@ -112,7 +187,7 @@ def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
     with figure() as fig:
         ax = fig.add_subplot()
         lines = lines_by(done, hue, settings)
-        for (key, members), color in zip(lines, colors(len(lines)), strict=True):
+        for key, members, color in lines:
             stats = seed_stats(members.astype({x_column: float}), x_column, y_column)
             xs, mean, std = (stats[c].to_numpy(dtype=float) for c in (x_column, "mean", "std"))
             label = line_label(hue, key) if hue else ""
@@ -128,8 +203,7 @@ def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
             if plot.logy:
                 low = np.where(low > 0, low, mean / 10)
             ax.fill_between(xs, low, mean + std, color=color, alpha=0.2, linewidth=0)
-            ax.plot(xs, mean, marker="o", markersize=4, color=color,
-                    label=label or None)
+            ax.plot(xs, mean, marker="o", markersize=4, color=color, label=label or None)
         if plot.logx:
             all_x = done[x_column].astype(float).unique()
             ax.set_xscale("log", base=2 if _powers_of_two(all_x) else 10)
@@ -145,12 +219,54 @@ def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
 
 
 def axis_plots(runs: pd.DataFrame, settings: ReportSettings, folder: Path) -> list[Plot]:
-    specs = {metric.name: metric for metric in settings.metrics}
     plots = []
     for plot in settings.plots or ():
         for name in plot.metrics:
-            made = metric_plot(runs, plot, specs.get(name) or metric_spec(name), settings,
-                               folder)
+            made = metric_plot(runs, plot, settings.metric(name), settings, folder)
             if made is not None:
                 plots.append(made)
     return plots
+
+
+def curve_metrics(runs: pd.DataFrame, settings: ReportSettings) -> list[str]:
+    """The configured curves, else every metric that some finished run logged at a step > 0."""
+    if settings.curves is not None:
+        return list(settings.curves)
+    done = runs[runs["status"] == FINISHED]
+    return sorted({name for names in done["curves"] for name in names})
+
+
+def curve_plot(sweep: Sweep, name: str, settings: ReportSettings, folder: Path) -> Plot | None:
+    done = sweep.runs[sweep.runs["status"] == FINISHED]
+    history = metric_history(sweep.uri, sorted(done["run_id"]), name)
+    if history["step"].nunique() < 2:
+        return None
+    metric = settings.metric(name)
+    hue = settings.axes
+    with figure() as fig:
+        ax = fig.add_subplot()
+        lines = lines_by(done, hue, settings)
+        for key, members, color in lines:
+            points = history[history["run_id"].isin(set(members["run_id"]))]
+            if points.empty:
+                continue
+            stats = seed_stats(points, "step", "value")
+            steps, mean, std = (stats[c].to_numpy(dtype=float) for c in ("step", "mean", "std"))
+            ax.fill_between(steps, mean - std, mean + std, color=color, alpha=0.2, linewidth=0)
+            ax.plot(steps, mean, color=color, linewidth=1.2,
+                    label=line_label(hue, key) if hue else None)
+        if "loss" in name and bool(np.all(history["value"] > 0)):
+            ax.set_yscale("log")
+        plain_ticks(ax)
+        ax.set_xlabel(axis_label("step"))
+        ax.set_ylabel(metric_header(metric))
+        if hue:
+            legend(ax, hue, len(lines))
+        files = save(fig, folder / f"curve_{slug(name)}")
+    return Plot(f"{metric.label} vs training step", f"curve_{slug(name)}", files)
+
+
+def training_curves(sweep: Sweep, settings: ReportSettings, folder: Path) -> list[Plot]:
+    plots = [curve_plot(sweep, name, settings, folder)
+             for name in curve_metrics(sweep.runs, settings)]
+    return [plot for plot in plots if plot is not None]

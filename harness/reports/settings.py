@@ -1,4 +1,5 @@
-"""Report settings: the YAML's `report` block plus defaults, resolved against a sweep's runs."""
+"""What a report shows: the YAML's `report` block, defaults for the metrics the harness logs,
+and both resolved against a sweep's runs."""
 
 from __future__ import annotations
 
@@ -10,9 +11,31 @@ from typing import Any
 import pandas as pd
 
 from harness.errors import ConfigError
-from harness.reports.aggregate import is_number
-from harness.reports.labels import is_bookkeeping, metric_info
+from harness.reports.loading import is_number
 
+# last path segment of a metric name -> (label, unit, better); the names the harness logs
+KNOWN_METRICS: dict[str, tuple[str, str, str]] = {
+    "fid": ("FID", "", "lower"),
+    "rfid": ("rFID", "", "lower"),
+    "kid": ("KID", "", "lower"),
+    "is": ("IS", "", "higher"),
+    "lpips": ("LPIPS", "", "lower"),
+    "ssim": ("SSIM", "", "higher"),
+    "psnr": ("PSNR", "dB", "higher"),
+    "l1": ("L1", "", "lower"),
+    "l2": ("L2", "", "lower"),
+    "mse": ("MSE", "", "lower"),
+    "precision": ("precision", "", "higher"),
+    "recall": ("recall", "", "higher"),
+    "loss": ("loss", "", "lower"),
+    "params": ("params", "", "lower"),
+    "flops": ("FLOPs", "", "lower"),
+    "train_seconds": ("train time", "s", "lower"),
+    "images_per_second": ("throughput", "img/s", "higher"),
+    "samples_per_second": ("throughput", "samples/s", "higher"),
+    "peak_memory_mb": ("peak memory", "MB", "lower"),
+}
+BOOKKEEPING = ("num_images", "cache_hit")
 LOG_LOG_AXES = ("K",)  # a power law in these is a straight line on log-log axes (seed 002 Fig. 7)
 LOG_X_AXES = ("ddim_steps", "N", "steps", "num_samples")
 
@@ -58,6 +81,28 @@ class ReportSettings:
             node = node[part]
         values = (node.get("sweep") or node.get("choice")) if isinstance(node, dict) else None
         return tuple(str(value) for value in values) if isinstance(values, list) else ()
+
+    def metric(self, name: str) -> MetricSpec:
+        """The configured spec of a metric, else the defaults for its name."""
+        return {metric.name: metric for metric in self.metrics}.get(name) or metric_spec(name)
+
+
+def metric_info(name: str) -> tuple[str, str, str | None]:
+    """(label, unit, better) of a metric name such as `recon/psnr`; better is None if unknown."""
+    prefix, _, last = name.rpartition("/")
+    if last == "fid" and prefix.endswith("recon"):
+        return "rFID", "", "lower"
+    if last in KNOWN_METRICS:
+        return KNOWN_METRICS[last]
+    if "loss" in last:
+        return name, "", "lower"
+    if last.endswith("_seconds"):
+        return name, "s", "lower"
+    return name, "", None
+
+
+def is_bookkeeping(name: str) -> bool:
+    return name.rpartition("/")[2] in BOOKKEEPING
 
 
 def _field(item: Any, name: str, default: Any = None) -> Any:

@@ -1,0 +1,23 @@
+"""Data manifests and the datasets they describe, as uint8 NHWC train/eval arrays.
+
+manifest: the schema, loading and the source registry; sources: the registered sources;
+dataset: materialized and cached datasets; images: conversions and grids; tensors: the
+model's float tensors (the only module that imports torch).
+"""
+
+from harness.data import sources  # noqa: F401  (registers the sources before any manifest loads)
+from harness.data.dataset import Dataset, describe, load_dataset, show
+from harness.data.images import IMAGE_SUFFIXES, image_grid, save_grid
+from harness.data.manifest import Manifest, load_manifest
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "Dataset",
+    "Manifest",
+    "describe",
+    "image_grid",
+    "load_dataset",
+    "load_manifest",
+    "save_grid",
+    "show",
+]

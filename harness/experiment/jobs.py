@@ -1,0 +1,105 @@
+"""What a scheduler calls: a trial spec, and the two kinds of job a sweep is made of.
+
+A sweep is a two-level DAG (DESIGN section 3): `stage1_job` builds each distinct stage-1
+model once into the shared cache (harness.stages.stage1); `trial_job` opens the trial's
+MLflow child run and runs the trial (harness.experiment.trial: stage 2, samples, metrics).
+`execute` is the entry point a worker calls.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from harness.cache import ArtifactCache
+from harness.config import TrialConfig
+from harness.data import load_dataset
+from harness.experiment.trial import run_trial
+from harness.keys import stage1_eval_key, stage1_key
+from harness.runtime import deterministic_torch
+from harness.stages.stage1 import load_stage1
+from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, TrackedRun, base_tags, flatten
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything a worker needs, JSON-serialisable, no reliance on the driver's cwd or env."""
+
+    kind: str  # STAGE_STAGE1 or STAGE_TRIAL
+    trial_id: str
+    config: dict[str, Any]
+    config_hash: str
+    stage1_hash: str
+    swept: dict[str, Any]
+    dataset_path: str
+    cache_dir: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep_id: str
+    cpus: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def tags(self) -> dict[str, str]:
+        return base_tags(self.sweep_id, self.kind) | {
+            "trial_id": self.trial_id, "config_hash": self.config_hash,
+            "stage1_hash": self.stage1_hash, "dataset": self.config["dataset"],
+            "swept": json.dumps(self.swept, sort_keys=True)}
+
+    def open_run(self, params: dict[str, Any]) -> TrackedRun:
+        return TrackedRun(self.tracking_uri, self.experiment_id, self.parent_run_id,
+                          self.trial_id, self.tags(), flatten(params))
+
+
+def stage1_job(spec: TrialSpec) -> dict[str, Any]:
+    """Phase 1: make sure the stage-1 model and its evaluation exist; log a run only when one
+    of them is made here (train time, images/s, reconstruction metrics, codebook, latent)."""
+    config = TrialConfig.model_validate(spec.config)
+    dataset = load_dataset(spec.dataset_path)
+    cache = ArtifactCache(Path(spec.cache_dir))
+    data_hash = dataset.content_hash
+    if (cache.lookup("stage1", stage1_key(config.stage1, data_hash)) is not None
+            and cache.lookup("stage1-eval", stage1_eval_key(config.stage1, data_hash)) is not None):
+        return {"status": "FINISHED", "cache_hit": True}
+    built = False  # stays so when load_stage1 raises (the run records the error)
+    with spec.open_run({"stage1": config.stage1.model_dump(mode="json"),
+                        "dataset": config.dataset}) as run:
+        run.set_tags({"dataset_hash": dataset.content_hash})
+        _, summary, built = load_stage1(config.stage1, dataset, cache, run)
+        run.log_metrics({"stage1/" + key: value for key, value in summary.items()})
+        run.log_metrics({"stage1/cache_hit": float(not built)})
+    return {"status": run.status, "error": run.error, "cache_hit": not built,
+            "run_id": run.run_id}
+
+
+def trial_job(spec: TrialSpec) -> dict[str, Any]:
+    """Phase 2: one trial of the sweep (harness.experiment.trial), recorded as one child run."""
+    config = TrialConfig.model_validate(spec.config)
+    with spec.open_run(config.model_dump(mode="json")) as run:
+        run.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
+                     "config.yaml")
+        dataset = load_dataset(spec.dataset_path)
+        run.set_tags({"dataset_hash": dataset.content_hash})
+        torch.manual_seed(config.seed)
+        metrics = run_trial(config, dataset, ArtifactCache(Path(spec.cache_dir)), run)
+    return {"status": run.status, "error": run.error, "run_id": run.run_id,
+            "metrics": metrics if run.status == "FINISHED" else {}}
+
+
+def execute(spec_dict: dict[str, Any]) -> dict[str, Any]:
+    """Entry point a worker calls: torch threads = the trial's CPUs, deterministic kernels."""
+    spec = TrialSpec(**spec_dict)
+    deterministic_torch(max(1, int(spec.cpus)))
+    runner = stage1_job if spec.kind == STAGE_STAGE1 else trial_job
+    assert spec.kind in (STAGE_STAGE1, STAGE_TRIAL), spec.kind
+    return runner(spec)

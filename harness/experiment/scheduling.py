@@ -1,0 +1,306 @@
+"""Ray Tune scheduling of a sweep: stage-1 jobs first, then the trials, all in MLflow.
+
+Ray runs locally, sized to the machine, unless `--address` / `RAY_ADDRESS` names a
+cluster. The whole sweep is one `tune.Tuner` with reused workers: its searcher
+(`Stage1First`) hands out the stage-1 jobs, then each trial once its stage-1 job
+has finished; a trial whose stage-1 job failed gets a FAILED run saying so. Per-trial CPUs
+and GPUs come from the experiment's `resources`. Workers catch their own exceptions and
+record them in MLflow, so a failing trial never stops the sweep. `--resume` reopens the
+latest sweep of the experiment and runs only the trials with no FINISHED run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlflow.tracking import MlflowClient
+from ray.tune.search import Searcher
+
+from harness.cache import default_cache_dir
+from harness.config import Experiment
+from harness.errors import ConfigError
+from harness.experiment.jobs import TrialSpec, execute
+from harness.experiment.trial import check_trial_config
+from harness.sweep import Trial, shared_stage1
+from harness.tracking import (
+    STAGE_STAGE1,
+    STAGE_TRIAL,
+    TrackedRun,
+    child_runs,
+    create_sweep_run,
+    flatten,
+    init_store,
+    mark_stale_runs,
+    sweep_runs,
+    tracking_uri,
+)
+
+log = logging.getLogger(__name__)
+
+METRIC_PREFIX = "harness."  # a trial's metrics in a Tune result, apart from Tune's own keys
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    resume: bool = False
+    sweep_id: str | None = None
+    address: str | None = None
+    tracking_uri: str | None = None
+    cache_dir: Path | None = None
+    max_concurrent_trials: int | None = None
+    verbose: bool = False
+    progress: bool = True
+
+
+@dataclass
+class SweepOutcome:
+    sweep_id: str
+    tracking_uri: str
+    experiment_id: str
+    parent_run_id: str
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> result
+    skipped: list[str] = field(default_factory=list)  # finished in an earlier attempt
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[str]:
+        return [tid for tid, result in self.results.items() if result["status"] != "FINISHED"]
+
+
+class Stage1First(Searcher):
+    """Ray Tune searcher for the two-level DAG: it suggests every stage-1 job first, then
+    the trials of a stage-1 job once that job has FINISHED, so a trial always finds its
+    stage-1 model in the cache and one set of reused workers serves both levels. The trials
+    of a stage-1 job that failed are never suggested: they stay in `blocked` for the driver
+    to record, and stage 1 is not attempted again."""
+
+    def __init__(self, jobs: list[tuple[TrialSpec, list[TrialSpec]]]) -> None:
+        """`jobs`: each stage-1 job spec with the specs of the trials that need its model."""
+        super().__init__()
+        self._ready = deque(job for job, _ in jobs)
+        self._waiting = {job.trial_id: trials for job, trials in jobs}
+        self._jobs: dict[str, str] = {}  # Tune's trial id -> stage-1 job id, while it runs
+        self.blocked: dict[str, list[TrialSpec]] = {}  # failed stage-1 job id -> its trials
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+        if self._ready:
+            spec = self._ready.popleft()
+            if spec.kind == STAGE_STAGE1:
+                self._jobs[trial_id] = spec.trial_id
+            return {"spec": spec.to_dict()}
+        return None if self._waiting else Searcher.FINISHED  # None: ask again later
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
+                          error: bool = False) -> None:
+        job = self._jobs.pop(trial_id, None)
+        if job is None:
+            return
+        trials = self._waiting.pop(job)
+        status = (result or {}).get("harness_status")
+        if status == "FINISHED":
+            self._ready.extend(trials)
+        elif status or error:
+            self.blocked[job] = trials
+        # else it was stopped before it reported (Ctrl-C): its trials stay unrun.
+
+    def save(self, checkpoint_path: str) -> None:
+        """Nothing to save: a sweep resumes through MLflow (`--resume`), not Tune's state."""
+
+    def restore(self, checkpoint_path: str) -> None:
+        """See `save`."""
+
+
+def _tune_entry(config: dict[str, Any]) -> None:
+    """Ray Tune function trainable: run one spec and report its outcome."""
+    from ray import tune
+
+    result = execute(config["spec"])
+    tune.report({"harness_status": result["status"], "harness_error": result.get("error") or "",
+                 **{METRIC_PREFIX + name: value
+                    for name, value in result.get("metrics", {}).items()}})
+
+
+def _init_ray(address: str | None, verbose: bool) -> None:
+    address = address or os.environ.get("RAY_ADDRESS")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    # Results go to MLflow; Tune's own CSV/JSON/TensorBoard loggers only cost driver time
+    # (the TensorBoard one took 11 s on its first result in benchmarks/sweep_overhead.py).
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if address and (Path.home().joinpath(".ray", "auth_token").is_file()
+                    or "RAY_AUTH_TOKEN" in os.environ):
+        # `ray start` enables token auth by default, but a driver given an explicit address
+        # only sends the token when the mode is set, and Ray reads it at import time.
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
+    import ray
+
+    if ray.is_initialized():
+        return
+    settings: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": False}
+    if address:
+        log.info("joining the Ray cluster at %s", address)
+        ray.init(address=address, **settings)
+    else:
+        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **settings)
+
+
+def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
+               options: RunOptions, storage: Path,
+               on_done: Callable[[str, dict[str, Any]], None]) -> Stage1First:
+    """Run the stage-1 jobs and their trials through one Tuner; `on_done` hears each
+    outcome. Returns the searcher, whose `blocked` holds the trials of failed jobs."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
+                            **info: Any) -> None:
+            on_done(trial.config["spec"]["trial_id"], {
+                "status": result["harness_status"], "error": result["harness_error"] or None,
+                "metrics": {key.removeprefix(METRIC_PREFIX): value for key, value in
+                            result.items() if key.startswith(METRIC_PREFIX)}})
+
+        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+            on_done(trial.config["spec"]["trial_id"],
+                    {"status": "FAILED", "error": f"worker crashed: {trial.error_file}"})
+
+    resources = experiment.spec.resources
+    concurrency = options.max_concurrent_trials or resources.max_concurrent_trials
+    trainable = tune.with_resources(_tune_entry, {"cpu": resources.cpus_per_trial,
+                                                  "gpu": resources.gpus_per_trial})
+    search = Stage1First(jobs)
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=search, num_samples=-1, max_concurrent_trials=concurrency,
+            reuse_actors=True,
+            trial_name_creator=lambda trial: trial.config["spec"]["trial_id"],
+            trial_dirname_creator=lambda trial: trial.config["spec"]["trial_id"]),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(storage), verbose=0, callbacks=[Progress()],
+            failure_config=tune.FailureConfig(max_failures=0)))
+    tuner.fit()
+    return search
+
+
+def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) -> SweepOutcome:
+    """Schedule every trial of the experiment; return what happened to each."""
+    from tqdm import tqdm
+
+    for trial in trials:  # before any run exists: a bad name is a ConfigError (exit 2)
+        check_trial_config(trial.config, experiment.path)
+    uri = tracking_uri(options.tracking_uri)
+    experiment_id = init_store(uri, experiment.spec.name)
+    outcome = _open_sweep(experiment, uri, experiment_id, options)
+    pending = _pending(trials, outcome, options.resume)
+    cache_dir = (options.cache_dir or default_cache_dir()).resolve()
+    storage = cache_dir.parent / "ray_results"
+    cpus = experiment.spec.resources.cpus_per_trial
+
+    def spec_for(trial: Trial, kind: str, trial_id: str) -> TrialSpec:
+        return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
+                         trial.stage1_hash, trial.swept, str(experiment.dataset_path),
+                         str(cache_dir), uri, experiment_id, outcome.parent_run_id,
+                         outcome.sweep_id, cpus)
+
+    if not pending:
+        log.info("nothing to run: every trial of sweep %s has a FINISHED run", outcome.sweep_id)
+        return outcome
+    _init_ray(options.address, options.verbose)
+    jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}"),
+             [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in members])
+            for key, members in shared_stage1(pending).items()]
+    job_ids = {job.trial_id for job, _ in jobs}
+    stage1_results: dict[str, dict[str, Any]] = {}
+    bar = tqdm(total=len(jobs) + len(pending), desc="trials", unit="job",
+               disable=not options.progress)
+
+    def done(trial_id: str, result: dict[str, Any]) -> None:
+        into = stage1_results if trial_id in job_ids else outcome.results
+        into[trial_id] = result
+        bar.update(1)
+        if result["status"] != "FINISHED":
+            bar.write(f"{trial_id}: {result['status']}: {result.get('error')}")
+
+    search = _run_tuner(f"{outcome.sweep_id}-{int(time.time())}", jobs, experiment, options,
+                        storage, done)
+    blocked = [(job, spec) for job, specs in search.blocked.items() for spec in specs]
+    # Tune ends early only on Ctrl-C: then some job or trial has no outcome.
+    outcome.interrupted = (len(stage1_results) < len(jobs)
+                           or len(outcome.results) + len(blocked) < len(pending))
+    if not outcome.interrupted:
+        for job, spec in blocked:
+            outcome.results[spec.trial_id] = _record_skipped_trial(spec, stage1_results[job])
+            bar.update(1)
+    bar.close()
+    _close_sweep(outcome)
+    return outcome
+
+
+def _open_sweep(experiment: Experiment, uri: str, experiment_id: str, options: RunOptions
+                ) -> SweepOutcome:
+    """Reopen the sweep to resume, or start a new parent run."""
+    if options.resume or options.sweep_id:
+        parents = sweep_runs(uri, experiment_id)
+        if options.sweep_id:
+            parents = [run for run in parents if run.data.tags.get("sweep_id") == options.sweep_id]
+        if parents:
+            parent = parents[0]
+            sweep_id = parent.data.tags["sweep_id"]
+            stale = mark_stale_runs(uri, child_runs(uri, experiment_id, sweep_id),
+                                    "left running by an interrupted driver; re-run by --resume")
+            if stale:
+                log.info("marked %d runs of the interrupted sweep as KILLED", stale)
+            MlflowClient(uri).update_run(parent.info.run_id, status="RUNNING")
+            return SweepOutcome(sweep_id, uri, experiment_id, parent.info.run_id)
+        if options.sweep_id:
+            raise ConfigError(experiment.path, "--sweep-id",
+                              f"no sweep {options.sweep_id!r} in experiment {experiment.spec.name}")
+        log.info("no earlier sweep of %s to resume; starting a new one", experiment.spec.name)
+    sweep_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    params = flatten({key: value for key, value in experiment.raw.items() if key != "profiles"})
+    tags = {"experiment_file": str(experiment.path), "profiles": ",".join(experiment.profiles),
+            "overrides": " ".join(experiment.overrides)}
+    parent_run_id = create_sweep_run(uri, experiment_id, sweep_id, params, tags)
+    return SweepOutcome(sweep_id, uri, experiment_id, parent_run_id)
+
+
+def _pending(trials: list[Trial], outcome: SweepOutcome, resume: bool) -> list[Trial]:
+    if not resume:
+        return trials
+    done = {run.data.tags.get("config_hash") for run in child_runs(
+        outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id, STAGE_TRIAL)
+        if run.info.status == "FINISHED"}
+    outcome.skipped = [trial.trial_id for trial in trials if trial.config_hash in done]
+    return [trial for trial in trials if trial.config_hash not in done]
+
+
+def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dict[str, Any]:
+    """A trial whose stage-1 job failed still gets a FAILED run that says why."""
+    reason = f"its stage-1 job failed: {stage1_result.get('error')}"
+    with TrackedRun(spec.tracking_uri, spec.experiment_id, spec.parent_run_id, spec.trial_id,
+                    spec.tags(), flatten(spec.config)) as run:
+        raise RuntimeError(reason)
+    return {"status": run.status, "error": reason}
+
+
+def _close_sweep(outcome: SweepOutcome) -> None:
+    client = MlflowClient(outcome.tracking_uri)
+    runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
+    if outcome.interrupted:
+        mark_stale_runs(outcome.tracking_uri, runs, "interrupted (Ctrl-C); re-run by --resume")
+        runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
+    trial_runs = [run for run in runs if run.data.tags.get("stage") == STAGE_TRIAL]
+    counts = {status: sum(run.info.status == status for run in trial_runs)
+              for status in ("FINISHED", "FAILED", "KILLED")}
+    for status, count in counts.items():
+        client.log_metric(outcome.parent_run_id, f"sweep/trials_{status.lower()}", count)
+    status = "KILLED" if outcome.interrupted else ("FAILED" if outcome.failed else "FINISHED")
+    client.set_terminated(outcome.parent_run_id, status)

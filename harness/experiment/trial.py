@@ -1,0 +1,67 @@
+"""One trial of a sweep (DESIGN section 3), stage by stage: stage 1 from the cache, stage 2
+trained or reused, then samples drawn and decoded (harness.stages.generate) or, with a
+`gddcm` section, the eval images tokenized (harness.stages.tokenize); every metric against
+the reference images, all logged to the trial's run.
+
+Stage-1 and stage-2 models come from the shared cache, so arms that differ only in how they
+sample (DDIM steps, eta) train nothing. The real eval split's Inception features are cached
+by (dataset hash, split, N), so every trial of every sweep on that data reuses them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from harness.cache import ArtifactCache
+from harness.config import TrialConfig
+from harness.data import Dataset
+from harness.keys import stage1_key
+from harness.metrics.evaluate import check_metric_names
+from harness.metrics.sets import ReferenceKey
+from harness.stages.generate import periodic_evaluation, sample_and_evaluate
+from harness.stages.stage1 import load_stage1
+from harness.stages.stage2 import load_stage2
+from harness.stages.tokenize import tokenize_and_evaluate
+from harness.tracking import TrackedRun
+
+
+def check_trial_config(config: TrialConfig, file: str | Path | None = None) -> None:
+    """What pydantic cannot check without the metric registry: the metric names."""
+    check_metric_names(config.stage1.eval_metrics, "stage1.eval_metrics", file)
+    check_metric_names(config.eval.metrics, "eval.metrics", file, sets_only=True)
+
+
+def reference_split(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, ReferenceKey]:
+    """The first eval.num_images images of the eval split, and their cache key."""
+    count = config.eval.num_images
+    if count > len(dataset.eval):
+        raise ValueError(f"eval.num_images={count} but the eval split of {dataset.name} has "
+                         f"only {len(dataset.eval)} images")
+    return dataset.eval[:count], ReferenceKey(dataset.content_hash, "eval", count)
+
+
+def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: TrackedRun
+              ) -> dict[str, float]:
+    """Stage 1 -> stage 2 -> samples and their set metrics (or, with `gddcm`, tokenized eval
+    images and their reconstruction metrics); returns the metrics it logged."""
+    check_trial_config(config)
+    stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
+    run.log_metrics({"stage1/cache_hit": float(not stage1_built)} |
+                    {"stage1/" + key: value for key, value in stage1_summary.items()})
+    reference, reference_key = reference_split(config, dataset)
+    watch = (periodic_evaluation(config, stage1, reference, reference_key, cache, run)
+             if config.stage2.eval_every else None)
+    stage2 = load_stage2(config, stage1, stage1_key(config.stage1, dataset.content_hash),
+                         dataset.train, cache, run.log_metrics, watch)
+    metrics = {"stage2/cache_hit": float(not stage2.built)} | {
+        "stage2/" + key: value for key, value in stage2.summary.items()}
+    if config.gddcm is not None:  # a tokenizer trial: reconstruct the eval images, no samples
+        metrics |= tokenize_and_evaluate(config, stage1, stage2, dataset.train, reference,
+                                         reference_key, cache, run)
+    else:
+        metrics |= sample_and_evaluate(config, stage1, stage2, reference, reference_key,
+                                       cache, run)
+    run.log_metrics(metrics)
+    return metrics

@@ -1,0 +1,1 @@
+"""`harness check`, the regression gate (`check`), and its baseline file (`baseline`)."""

@@ -1,0 +1,62 @@
+"""Every key the harness identifies work by, in one place: config hashes and cache keys.
+
+A cache key holds everything that changes the artifact and nothing that does not: a model's
+key leaves out how it is evaluated or watched during training (`stage1.eval_*`,
+`stage2.eval_*`), so changing an evaluation setting never retrains; an evaluation's key
+holds the model's key, its settings and the metric networks' weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from harness.config import Stage1Config, TrialConfig
+
+STAGE1_CODE_VERSION = "stage1-2"  # bump when stage-1 training changes what it produces
+STAGE2_CODE_VERSION = "fftd-1"  # bump when stage-2 training changes what it produces
+STAGE1_EVAL_KEYS = ("eval_images", "eval_metrics")  # how stage 1 is evaluated
+STAGE2_EVAL_KEYS = ("eval_every", "eval_num_samples")  # how stage-2 training is watched
+LPIPS_NETWORK = "lpips-alex"  # the stage-1 perceptual loss trains with these weights
+EVAL_NETWORKS = ("lpips-alex", "inception-pool3")
+
+
+def config_hash(data: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of a config, as hex."""
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _weights_sha256(network: str) -> str | None:
+    """sha256 of the weights `network` would load now, None when there are none."""
+    from harness.weights import WeightsUnavailable, resolve
+
+    try:
+        return resolve(network).sha256
+    except WeightsUnavailable:
+        return None
+
+
+def stage1_key(config: Stage1Config, data_hash: str) -> str:
+    """A stage-1 model: its config (less the evaluation keys), the data's content, the code,
+    and the LPIPS weights its perceptual loss trains with (or none)."""
+    lpips = _weights_sha256(LPIPS_NETWORK) if config.perceptual_weight > 0 else None
+    return config_hash({"stage1": config.model_dump(mode="json", exclude=set(STAGE1_EVAL_KEYS)),
+                        "data": data_hash, "code": STAGE1_CODE_VERSION, "lpips": lpips})
+
+
+def stage1_eval_key(config: Stage1Config, data_hash: str) -> str:
+    """A stage-1 evaluation: the model, its settings, the metric networks' weights."""
+    weights = {network: _weights_sha256(network) for network in EVAL_NETWORKS}
+    return config_hash({"model": stage1_key(config, data_hash), "weights": weights,
+                        "eval": {key: getattr(config, key) for key in STAGE1_EVAL_KEYS}})
+
+
+def stage2_key(config: TrialConfig, stage1_model_key: str) -> str:
+    """A stage-2 model: its config (less how training is watched), the stage-1 model it was
+    trained on, the trial's seed and the code."""
+    return config_hash({"stage2": config.stage2.model_dump(mode="json",
+                                                           exclude=set(STAGE2_EVAL_KEYS)),
+                        "stage1": stage1_model_key, "seed": config.seed,
+                        "code": STAGE2_CODE_VERSION})

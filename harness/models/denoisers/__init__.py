@@ -1,0 +1,1 @@
+"""Stage-2 denoisers eps_theta(z_t, t), registered by name in `harness.models.STAGE2`."""

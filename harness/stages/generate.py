@@ -1,0 +1,85 @@
+"""Generation: samples drawn from a trained stage 2 and decoded through stage 1, timed, and
+their set metrics against the reference images; also the periodic evaluation of training.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.cache import ArtifactCache
+from harness.config import SampleConfig, TrialConfig
+from harness.data.tensors import to_uint8
+from harness.diffusion.samplers import Sampler, make_sampler, sample
+from harness.metrics.evaluate import evaluate
+from harness.metrics.result import mlflow_fields
+from harness.metrics.sets import ReferenceKey
+from harness.stages.stage2 import EvalHook, Stage2Model, process_of
+from harness.tracking import TrackedRun, log_params
+
+log = logging.getLogger(__name__)
+
+GRID_IMAGES = 64
+PERIODIC_METRICS = ("kid", "fid")  # during training: KID carries small N, FID where N allows
+
+
+def sampler_for(config: SampleConfig, model: Stage2Model) -> Sampler:
+    """The sample section's sampler on the process the model was trained with."""
+    return make_sampler(config.sampler, process_of(model.config), model.config.prediction,
+                        config.ddim_steps, config.eta)
+
+
+@torch.inference_mode()
+def generate(stage1: nn.Module, model: Stage2Model, sampler: Sampler, count: int,
+             batch_size: int, seed: int) -> np.ndarray:
+    """`count` images: z_T ~ N(0, I) -> sampler -> z_0 / scale -> D(z_0) -> uint8 NHWC."""
+    generator = torch.Generator().manual_seed(seed)
+    images = []
+    for start in range(0, count, batch_size):
+        n = min(batch_size, count - start)
+        z0 = sample(model.denoiser, sampler, (n, *model.latent_shape), generator)
+        images.append(to_uint8(stage1.decode(z0 / model.scale)))
+    return np.concatenate(images)
+
+
+def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Model,
+                        reference: np.ndarray, reference_key: ReferenceKey,
+                        cache: ArtifactCache, run: TrackedRun) -> dict[str, float]:
+    """num_samples images through the sampler and the decoder, timed, then their metrics;
+    a metric that cannot run is a tag with its reason, never a number."""
+    count = config.sample.num_samples
+    start = time.perf_counter()
+    samples = generate(stage1, model, sampler_for(config.sample, model), count,
+                       config.sample.batch_size, config.seed)
+    seconds = time.perf_counter() - start
+    metrics = {"sample/num_images": float(count), "sample/seconds": seconds,
+               "sample/images_per_second": count / seconds}
+    run.log_grid(samples[:GRID_IMAGES], "samples.png", "images")
+    if config.eval.metrics:
+        fields = mlflow_fields(evaluate(reference, samples, config.eval.metrics, cache,
+                                        reference_key))
+        run.set_tags(fields.tags)
+        log_params(run.client, run.run_id, fields.params)
+        metrics |= fields.metrics
+    return metrics
+
+
+def periodic_evaluation(config: TrialConfig, stage1: nn.Module, reference: np.ndarray,
+                        reference_key: ReferenceKey, cache: ArtifactCache, run: TrackedRun
+                        ) -> EvalHook:
+    """KID / FID of stage2.eval_num_samples samples at a training step, as metric histories
+    (`train_eval/kid` by step)."""
+    def evaluate_at(step: int, model: Stage2Model) -> None:
+        samples = generate(stage1, model, sampler_for(config.sample, model),
+                           config.stage2.eval_num_samples, config.sample.batch_size,
+                           config.seed)
+        fields = mlflow_fields(evaluate(reference, samples, list(PERIODIC_METRICS), cache,
+                                        reference_key), prefix="train_eval/")
+        run.log_metrics(fields.metrics, step)
+        log.info("stage2 step %d: %s", step, ", ".join(
+            f"{name} {value:.4g}" for name, value in fields.metrics.items()))
+    return evaluate_at

@@ -1,0 +1,212 @@
+"""Stage 2 of a trial: the latent denoiser trained on frozen stage-1 latents, cached, loaded.
+
+Training minimises the process's loss (harness.diffusion.objectives) with AdamW and keeps an
+EMA copy of the weights, which is what is cached and sampled. The cache entry is keyed by
+harness.keys.stage2_key (its config less how training is watched, the stage-1 model, the
+seed), so sampling-only sweeps (DDIM steps, eta) train it once. With `stage2.eval_every`
+the EMA model is evaluated during training by a callback the trial passes in.
+
+On disk an entry holds the EMA weights, `summary.json` and a model card
+(`stage2_model.json`: the Stage2Config, the latent shape and scale, the stage-1 entry),
+from which `load_entry` rebuilds the models without the trial (`harness tokenize`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from harness.cache import ArtifactCache
+from harness.config import Stage1Config, Stage2Config, TrialConfig
+from harness.data.tensors import to_model_range
+from harness.diffusion.objectives import make_objective
+from harness.diffusion.processes import Process, make_process
+from harness.errors import HarnessError
+from harness.keys import stage2_key
+from harness.models import build_stage1, build_stage2
+
+log = logging.getLogger(__name__)
+
+LogFn = Callable[[dict[str, float], int], None]
+CARD = "stage2_model.json"
+CARD_FORMAT = "harness-stage2-model-1"
+WEIGHTS = "ema.pt"
+
+
+@dataclass
+class Stage2Model:
+    denoiser: nn.Module  # the EMA weights
+    config: Stage2Config
+    scale: float  # latents are multiplied by it before diffusion (LDM 4.3.2)
+    latent_shape: tuple[int, int, int]
+    summary: dict[str, float] = field(default_factory=dict)
+    built: bool = False
+    path: Path | None = None  # the cache entry
+
+
+EvalHook = Callable[[int, Stage2Model], None]  # (step, the EMA model so far)
+
+
+def process_of(config: Stage2Config) -> Process:
+    return make_process(config.process, config.beta_schedule, config.T)
+
+
+@torch.inference_mode()
+def encode_images(stage1: nn.Module, images: np.ndarray, batch_size: int = 64) -> torch.Tensor:
+    """z = E(x) for uint8 NHWC images; the frozen stage-1 encoder."""
+    return torch.cat([stage1.encode(to_model_range(images[i:i + batch_size]))
+                      for i in range(0, len(images), batch_size)])
+
+
+def latent_scale(latents: torch.Tensor) -> float:
+    """1 / std of the training latents, so the diffusion sees unit-variance data (LDM 4.3.2)."""
+    return float(1.0 / latents.float().std().clamp(min=1e-8))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, step: int) -> None:
+    """theta_ema <- d theta_ema + (1 - d) theta, with d warmed up as min(decay, (1+n)/(10+n))
+    so that a short run is not dominated by the initial weights."""
+    d = min(decay, (1 + step) / (10 + step))
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p, 1 - d)
+
+
+@dataclass
+class Stage2Result:
+    ema: nn.Module
+    seconds: float
+    images_per_second: float
+    history: list[float] = field(default_factory=list)
+
+
+def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
+                 log_metrics: LogFn | None = None,
+                 every: Callable[[int, nn.Module], None] | None = None, log_every: int = 50
+                 ) -> Stage2Result:
+    """Minimise the process's loss on `latents` (already scaled); returns the EMA model.
+    `every(step, ema)` runs every `config.eval_every` steps."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    model = build_stage2(config, latents.shape[1], latents.shape[-1])
+    ema = copy.deepcopy(model).requires_grad_(False).eval()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    objective = make_objective(process_of(config), config.prediction, config.loss_weighting,
+                               config.min_snr_gamma)
+    history: list[float] = []
+    seconds = 0.0
+    for step in range(1, config.train_steps + 1):
+        start = time.perf_counter()
+        model.train()
+        batch = latents[torch.randint(0, len(latents), (config.batch_size,),
+                                      generator=generator)]
+        loss = objective(model, batch, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        update_ema(ema, model, config.ema, step)
+        seconds += time.perf_counter() - start
+        history.append(loss.item())
+        if step % log_every == 0 or step == config.train_steps:
+            recent = sum(history[-log_every:]) / len(history[-log_every:])
+            log.info("stage2 step %d/%d  loss %.4f", step, config.train_steps, recent)
+            if log_metrics:
+                log_metrics({"stage2/train_loss": recent}, step)
+        if every is not None and config.eval_every and step % config.eval_every == 0:
+            every(step, ema)
+    return Stage2Result(ema, seconds, config.train_steps * config.batch_size / seconds, history)
+
+
+def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
+                train_images: np.ndarray, cache: ArtifactCache, log_metrics: LogFn | None = None,
+                periodic_eval: EvalHook | None = None) -> Stage2Model:
+    """The trained denoiser from the cache, trained on E(train images) first if missing.
+
+    Only a build encodes the whole training set; a cache hit reads the latent scale from
+    the entry and takes the latent shape from one image.
+    """
+    shape = tuple(encode_images(stage1, train_images[:1]).shape[1:])
+
+    def build(folder: Path) -> None:
+        latents = encode_images(stage1, train_images)
+        scale = latent_scale(latents)
+        log.info("training stage 2 (%s, %s fusion) on %d latents of shape %s",
+                 config.stage2.kind, config.stage2.fusion, len(latents), shape)
+
+        def every(step: int, ema: nn.Module) -> None:
+            if periodic_eval is not None:
+                periodic_eval(step, Stage2Model(ema, config.stage2, scale, shape, built=True))
+
+        result = train_stage2(config.stage2, latents * scale, config.seed, log_metrics, every)
+        torch.save(result.ema.state_dict(), folder / WEIGHTS)
+        summary = {"train_seconds": result.seconds, "train_images_per_second":
+                   result.images_per_second, "final_train_loss": float(np.mean(
+                       result.history[-50:])), "latent_scale": scale,
+                   "params": float(sum(p.numel() for p in result.ema.parameters()))}
+        (folder / "summary.json").write_text(json.dumps(summary, indent=2))
+        write_card(folder, config.stage2, shape, scale, cache.path("stage1", stage1_model_key))
+
+    entry = cache.get_or_build("stage2", stage2_key(config, stage1_model_key), build)
+    summary = json.loads((entry.path / "summary.json").read_text())
+    denoiser = _load_denoiser(config.stage2, shape, entry.path / WEIGHTS)
+    return Stage2Model(denoiser, config.stage2, summary["latent_scale"], shape, summary,
+                       entry.built, entry.path)
+
+
+def _load_denoiser(config: Stage2Config, shape: tuple[int, ...], weights: Path) -> nn.Module:
+    denoiser = build_stage2(config, shape[0], shape[-1])
+    denoiser.load_state_dict(torch.load(weights, weights_only=True))
+    return denoiser.eval()
+
+
+def write_card(folder: Path, config: Stage2Config, data_shape: tuple[int, ...],
+               scale: float = 1.0, stage1_entry: Path | None = None) -> Path:
+    """Describe the denoiser in `folder` so that `load_entry(folder)` can rebuild it; the
+    stage-1 entry is its final cache path (None: a pixel-space model)."""
+    card = {"format": CARD_FORMAT, "stage2": config.model_dump(mode="json"),
+            "data_shape": list(data_shape), "scale": scale, "weights": WEIGHTS,
+            "stage1": str(stage1_entry) if stage1_entry is not None else None}
+    path = folder / CARD
+    path.write_text(json.dumps(card, indent=2))
+    return path
+
+
+def _read_card(folder: Path) -> dict[str, Any]:
+    path = folder / CARD
+    if not path.is_file():
+        raise HarnessError(f"{folder}: no {CARD}; a stage-2 cache entry has one "
+                           "(harness.stages.stage2.write_card)")
+    card = json.loads(path.read_text())
+    if card.get("format") != CARD_FORMAT:
+        raise HarnessError(f"{path}: format {card.get('format')!r}, expected {CARD_FORMAT}")
+    return card
+
+
+def load_entry(folder: str | Path) -> tuple[nn.Module | None, Stage2Model]:
+    """The stage-1 model (None for a pixel-space model) and the stage-2 model of a stage-2
+    cache entry, from its card alone."""
+    folder = Path(folder).resolve()
+    card = _read_card(folder)
+    config = Stage2Config.model_validate(card["stage2"])
+    shape = tuple(card["data_shape"])
+    model = Stage2Model(_load_denoiser(config, shape, folder / card["weights"]), config,
+                        card["scale"], shape, path=folder)
+    if card["stage1"] is None:
+        return None, model
+    stage1_dir = Path(card["stage1"])
+    stage1 = build_stage1(Stage1Config.model_validate(
+        yaml.safe_load((stage1_dir / "config.yaml").read_text())))
+    stage1.load_state_dict(torch.load(stage1_dir / "model.pt", weights_only=True))
+    return stage1.eval(), model

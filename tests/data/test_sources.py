@@ -1,0 +1,296 @@
+"""Tests of harness.data.sources: the five registered data sources."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.data.dataset import load_dataset
+from harness.data.manifest import load_manifest, source_options
+from harness.data.sources.cifar10 import CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES
+from harness.data.sources.skimage_patches import SKIMAGE_PHOTOS, SkimagePatchesOptions
+from harness.errors import ConfigError, DataError
+from tests.data.helpers import MANIFESTS, write_manifest
+
+# --------------------------------------------------------------------------- skimage_patches
+
+
+def test_skimage_unknown_photo_names_eval_images(tmp_path: Path) -> None:
+    path = write_manifest(
+        tmp_path, source="skimage_patches", options={"eval_images": ["chelsea", "lena"]}
+    )
+    with pytest.raises(ConfigError, match="lena") as info:
+        load_manifest(path)
+    assert info.value.key == "options.eval_images"
+
+
+def test_skimage_eval_photos_must_be_held_out(tmp_path: Path) -> None:
+    options = {"train_images": ["astronaut", "coffee"], "eval_images": ["coffee"]}
+    path = write_manifest(tmp_path, source="skimage_patches", options=options)
+    with pytest.raises(ConfigError, match="held out"):
+        load_manifest(path)
+
+
+def test_default_eval_photos_disjoint_from_train() -> None:
+    manifest = load_manifest(MANIFESTS / "skimage_patches.yaml")
+    options = source_options(manifest, MANIFESTS / "skimage_patches.yaml")
+    assert set(options.train_images).isdisjoint(options.eval_images)
+    defaults = SkimagePatchesOptions()
+    assert set(defaults.train_images).isdisjoint(defaults.eval_images)
+    # `cat` would be the same photograph as `chelsea` under another name.
+    assert "cat" not in SKIMAGE_PHOTOS
+
+
+def test_skimage_patches_deterministic_by_seed(tmp_path: Path) -> None:
+    small = {"source": "skimage_patches", "resolution": 32, "splits": {"train": 24, "eval": 8}}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = load_dataset(write_manifest(tmp_path / "a", **small))
+    again = load_dataset(write_manifest(tmp_path / "b", **small))
+    other = load_dataset(write_manifest(tmp_path, "seed1.yaml", seed=1, **small))
+    assert first is not again  # two files, so two materializations
+    assert first.content_hash == again.content_hash
+    assert first.content_hash != other.content_hash
+    assert first.train.shape == (24, 32, 32, 3) and first.eval.shape == (8, 32, 32, 3)
+    assert first.train.dtype == np.uint8 and first.eval.dtype == np.uint8
+    assert first.train.std() > 10  # real photographs, not a constant
+    assert not np.array_equal(first.train[:8], first.eval)
+
+
+def test_skimage_patches_flip_horizontally(tmp_path: Path) -> None:
+    # Whole-photo crops of the square astronaut: every patch is the photo or its mirror image.
+    options = {"min_crop_frac": 1.0, "train_images": ["astronaut"], "eval_images": ["chelsea"]}
+    fields = {"source": "skimage_patches", "resolution": 32, "options": options}
+    dataset = load_dataset(write_manifest(tmp_path, splits={"train": 16, "eval": 2}, **fields))
+    photo = dataset.train[0]
+    mirrored = np.array([np.array_equal(im, photo[:, ::-1]) for im in dataset.train])
+    same = np.array([np.array_equal(im, photo) for im in dataset.train])
+    assert (mirrored | same).all() and mirrored.any() and same.any()
+
+
+# --------------------------------------------------------------------------- synthetic_shapes
+
+
+def test_synthetic_shapes(tmp_path: Path) -> None:
+    dataset = load_dataset(write_manifest(tmp_path, seed=3))
+    assert dataset.train.shape == (8, 16, 16, 3) and dataset.eval.shape == (4, 16, 16, 3)
+    assert dataset.train.dtype == np.uint8
+    twin = load_dataset(write_manifest(tmp_path, "twin.yaml", seed=3))
+    np.testing.assert_array_equal(dataset.train, twin.train)
+    assert not np.array_equal(dataset.train[:4], dataset.eval)
+    other = load_dataset(write_manifest(tmp_path, "other.yaml", seed=4))
+    assert other.content_hash != dataset.content_hash
+    # Every image has a background plus at least one shape of another color.
+    assert all(len(np.unique(im.reshape(-1, 3), axis=0)) >= 2 for im in dataset.train)
+
+
+def test_synthetic_shapes_option_order(tmp_path: Path) -> None:
+    path = write_manifest(tmp_path, options={"min_shapes": 5, "max_shapes": 2})
+    with pytest.raises(ConfigError, match="min_shapes"):
+        load_manifest(path)
+
+
+# --------------------------------------------------------------------------- cifar10_python
+
+
+def _cifar_batch(path: Path, images: np.ndarray) -> None:
+    """Write a batch in the official layout: channel-major rows, bytes keys, protocol 2."""
+    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
+    batch = {
+        b"batch_label": b"synthetic batch",
+        b"labels": list(range(len(images))),
+        b"data": np.ascontiguousarray(rows, dtype=np.uint8),
+        b"filenames": [b"img_%d.png" % i for i in range(len(images))],
+    }
+    with path.open("wb") as fh:
+        pickle.dump(batch, fh, protocol=2)
+
+
+@pytest.fixture
+def cifar_dir(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    batches = []
+    for name in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE):
+        images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+        _cifar_batch(folder / name, images)
+        batches.append(images)
+    return folder, batches
+
+
+def _cifar_manifest(folder: Path, **fields: object) -> Path:
+    body = {
+        "source": "cifar10_python",
+        "resolution": 32,
+        "path": "cifar-10-batches-py",
+        "splits": {"train": 20, "eval": 4},
+        "obtain": "download cifar-10-python.tar.gz",
+    }
+    body.update(fields)
+    return write_manifest(folder, **body)
+
+
+def test_cifar_decodes_channel_major_rows(tmp_path: Path, cifar_dir) -> None:
+    folder, batches = cifar_dir
+    # One known pixel written straight into the raw row: red plane, then green, then blue.
+    raw = np.zeros((4, 3072), np.uint8)
+    raw[1, 0 * 1024 + 5 * 32 + 7] = 11
+    raw[1, 1 * 1024 + 5 * 32 + 7] = 22
+    raw[1, 2 * 1024 + 5 * 32 + 7] = 33
+    batch = {b"batch_label": b"b2", b"labels": [0] * 4, b"data": raw, b"filenames": []}
+    with (folder / "data_batch_2").open("wb") as fh:
+        pickle.dump(batch, fh, protocol=2)
+    dataset = load_dataset(_cifar_manifest(tmp_path))
+    assert dataset.train.shape == (20, 32, 32, 3) and dataset.eval.shape == (4, 32, 32, 3)
+    assert tuple(dataset.train[4 + 1, 5, 7]) == (11, 22, 33)
+    assert dataset.train[4 + 1].sum() == 66
+    np.testing.assert_array_equal(dataset.train[:4], batches[0])
+    np.testing.assert_array_equal(dataset.train[16:], batches[4])
+    np.testing.assert_array_equal(dataset.eval, batches[5])
+
+
+def test_cifar_resizes_and_counts(tmp_path: Path, cifar_dir) -> None:
+    small = _cifar_manifest(tmp_path, resolution=16, splits={"train": 6, "eval": 2})
+    dataset = load_dataset(small)
+    assert dataset.train.shape == (6, 16, 16, 3) and dataset.eval.shape == (2, 16, 16, 3)
+    with pytest.raises(DataError, match=r"splits\.train"):
+        load_dataset(_cifar_manifest(tmp_path, splits={"train": 21, "eval": 2}))
+
+
+def test_cifar_missing_test_batch(tmp_path: Path, cifar_dir) -> None:
+    folder, _ = cifar_dir
+    (folder / "test_batch").unlink()
+    with pytest.raises(DataError) as info:
+        load_dataset(_cifar_manifest(tmp_path))
+    assert str(folder / "test_batch") in str(info.value)
+    assert "download cifar-10-python.tar.gz" in str(info.value)
+
+
+def test_cifar_corrupted_and_hostile_batches(tmp_path: Path, cifar_dir) -> None:
+    folder, _ = cifar_dir
+    (folder / "data_batch_3").write_bytes(b"\x80\x02not really a pickle")
+    with pytest.raises(DataError, match="data_batch_3"):
+        load_dataset(_cifar_manifest(tmp_path))
+    with (folder / "data_batch_3").open("wb") as fh:
+        pickle.dump({b"data": os.getcwd}, fh, protocol=2)  # a pickle that calls code
+    with pytest.raises(DataError, match="unexpected object"):
+        load_dataset(_cifar_manifest(tmp_path, name="again"))
+
+
+def test_cifar_missing_folder_says_how_to_obtain(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="download cifar-10-python") as info:
+        load_dataset(_cifar_manifest(tmp_path))
+    assert str(tmp_path / "cifar-10-batches-py") in str(info.value)
+
+
+# --------------------------------------------------------------------------- image_folder
+
+COLORS = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255), (9, 99, 199)]
+
+
+def _write_images(folder: Path, count: int, offset: int = 0) -> list[Path]:
+    files = []
+    for i in range(count):
+        sub = folder / ("a" if i < 3 else "b")
+        sub.mkdir(parents=True, exist_ok=True)
+        file = sub / f"{i:02d}.png"
+        Image.new("RGB", (40, 30), COLORS[(i + offset) % len(COLORS)]).save(file)
+        files.append(file)
+    return files
+
+
+def _folder_manifest(folder: Path, **fields: object) -> Path:
+    body = {
+        "source": "image_folder",
+        "path": "imgs",
+        "resolution": 16,
+        "splits": {"train": 3, "eval": 2},
+        "obtain": "copy the images into imgs/",
+    }
+    body.update(fields)
+    return write_manifest(folder, **body)
+
+
+def test_image_folder_order_and_split(tmp_path: Path) -> None:
+    _write_images(tmp_path / "imgs", 5)
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    dataset = load_dataset(_folder_manifest(tmp_path))
+    assert dataset.train.shape == (3, 16, 16, 3) and dataset.eval.shape == (2, 16, 16, 3)
+    assert [tuple(im[8, 8]) for im in dataset.train] == COLORS[:3]
+    assert [tuple(im[8, 8]) for im in dataset.eval] == COLORS[3:5]
+
+
+def test_image_folder_eval_path(tmp_path: Path) -> None:
+    _write_images(tmp_path / "imgs", 3)
+    _write_images(tmp_path / "val", 2, offset=5)
+    path = _folder_manifest(tmp_path, options={"eval_path": "val"})
+    dataset = load_dataset(path)
+    assert [tuple(im[0, 0]) for im in dataset.eval] == [COLORS[5], COLORS[0]]
+
+
+def test_image_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="copy the images into imgs") as info:
+        load_dataset(_folder_manifest(tmp_path))
+    assert str(tmp_path / "imgs") in str(info.value)
+    files = _write_images(tmp_path / "imgs", 4)
+    with pytest.raises(DataError, match=r"holds 4 PNG/JPEG images but splits\.train"):
+        load_dataset(_folder_manifest(tmp_path, name="few"))
+    _write_images(tmp_path / "imgs", 5)
+    files[1].write_bytes(files[1].read_bytes()[:40])  # truncated PNG
+    with pytest.raises(DataError) as info:
+        load_dataset(_folder_manifest(tmp_path, name="broken"))
+    assert str(files[1]) in str(info.value)
+
+
+# --------------------------------------------------------------------------- npz
+
+
+def test_npz_roundtrip_float_and_sha256(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    train = rng.integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    eval_ = rng.random((3, 16, 16, 3))
+    np.savez(tmp_path / "d.npz", train=train, eval=eval_)
+    digest = hashlib.sha256((tmp_path / "d.npz").read_bytes()).hexdigest()
+    fields = {"source": "npz", "path": "d.npz", "splits": {"train": 5, "eval": 3}}
+    dataset = load_dataset(write_manifest(tmp_path, sha256=digest, **fields))
+    np.testing.assert_array_equal(dataset.train, train)
+    np.testing.assert_array_equal(dataset.eval, np.rint(eval_ * 255).astype(np.uint8))
+
+    wrong = write_manifest(tmp_path, "wrong.yaml", sha256="f" * 64, obtain="ask Ann", **fields)
+    with pytest.raises(DataError, match="sha256") as info:
+        load_dataset(wrong)
+    assert str(tmp_path / "d.npz") in str(info.value) and "ask Ann" in str(info.value)
+
+
+def test_npz_path_expands_env_vars(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    np.savez(tmp_path / "z.npz", train=images, eval=images)
+    monkeypatch.setenv("HARNESS_TEST_DATA", str(tmp_path))
+    fields = {"source": "npz", "splits": {"train": 2, "eval": 2}}
+    dataset = load_dataset(write_manifest(tmp_path, path="$HARNESS_TEST_DATA/z.npz", **fields))
+    assert dataset.train.shape == (2, 16, 16, 3)
+
+
+def test_npz_bad_contents(tmp_path: Path) -> None:
+    fields = {"source": "npz", "path": "d.npz", "splits": {"train": 2, "eval": 2}}
+    np.savez(tmp_path / "d.npz", train=np.zeros((2, 16, 16, 3), np.uint8))
+    with pytest.raises(DataError, match="'eval'"):
+        load_dataset(write_manifest(tmp_path, **fields))
+    (tmp_path / "d.npz").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="not a readable"):
+        load_dataset(write_manifest(tmp_path, "g.yaml", **fields))
+
+
+def test_npz_too_few_images(tmp_path: Path) -> None:
+    images = np.zeros((2, 16, 16, 3), np.uint8)
+    np.savez(tmp_path / "d.npz", train=images, eval=images[:0])
+    fields = {"source": "npz", "path": "d.npz", "splits": {"train": 3, "eval": 0}}
+    with pytest.raises(DataError, match=r"holds 2 images but splits\.train asks for 3"):
+        load_dataset(write_manifest(tmp_path, **fields))

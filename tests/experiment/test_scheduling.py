@@ -1,0 +1,240 @@
+"""End-to-end sweeps with the real parts: local Ray, a Ray head started with `ray start`,
+a sqlite store and a real `mlflow server` on loopback."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from mlflow.entities import Run
+from mlflow.tracking import MlflowClient
+
+from tests.helpers import TINY_EXPERIMENT, harness_env, run_harness, write_experiment
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+
+
+def store_runs(uri: str, name: str = "tiny") -> list[Run]:
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name(name)
+    return client.search_runs([experiment.experiment_id]) if experiment else []
+
+
+def by_stage(runs: list[Run], stage: str) -> list[Run]:
+    return [run for run in runs if run.data.tags.get("stage") == stage]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def assert_no_store_errors(output: str) -> None:
+    for symptom in ("database is locked", "OperationalError", "duplicate column"):
+        assert symptom not in output
+
+
+def test_sweep_runs_four_trials_two_at_a_time_into_sqlite(tiny_experiment: Path) -> None:
+    result = run_harness(["run", str(tiny_experiment), "--no-progress"], cwd=tiny_experiment.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert_no_store_errors(result.stdout + result.stderr)
+    assert "harness ui" in result.stdout
+
+    uri = f"sqlite:///{tiny_experiment.parent / 'mlflow.db'}"
+    runs = store_runs(uri)
+    [parent] = by_stage(runs, "sweep")
+    trials = by_stage(runs, "trial")
+    assert parent.info.status == "FINISHED"
+    assert len(by_stage(runs, "stage1")) == 1  # four trials share one stage-1 model
+    assert sorted(run.data.params["stage2.fusion"] for run in trials) == [
+        "add", "add", "concat", "concat"]
+    client = MlflowClient(uri)
+    for run in trials:
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.data.tags["sweep_id"] == parent.data.tags["sweep_id"]
+        assert {"config_hash", "git_commit", "harness_version"} <= set(run.data.tags)
+        assert run.data.metrics["sample/num_images"] == 8
+        assert run.data.metrics["sample/images_per_second"] > 0
+        assert run.data.metrics["stage2/params"] > 0
+        assert run.data.metrics["stage1/cache_hit"] == 1.0
+        artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
+        assert "config.yaml" in artifacts and "images" in artifacts
+    # resources.max_concurrent_trials = 2: never more than two trials at once.
+    events = sorted([(run.info.start_time, 1) for run in trials] +
+                    [(run.info.end_time, -1) for run in trials])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    assert 1 <= peak <= 2
+
+
+def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
+    # 1000 images is more than the eval split has: the second trial raises at run time.
+    path = write_experiment(tmp_path, seeds=[0],
+                            stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "add"},
+                            eval={"metrics": [], "num_images": {"sweep": [16, 1000]}})
+    result = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "FAILED" in result.stdout and "eval.num_images=1000" in result.stdout
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    trials = {run.data.params["eval.num_images"]: run for run in by_stage(store_runs(uri),
+                                                                           "trial")}
+    assert trials["16"].info.status == "FINISHED"
+    failed = trials["1000"]
+    assert failed.info.status == "FAILED"
+    assert "only 32 images" in failed.data.tags["error"]
+    traceback = MlflowClient(uri).download_artifacts(failed.info.run_id, "traceback.txt",
+                                                     str(tmp_path))
+    assert "ValueError" in Path(traceback).read_text()
+    assert by_stage(store_runs(uri), "sweep")[0].info.status == "FAILED"
+
+    again = run_harness(["run", str(path), "--resume", "--allow-failures", "--no-progress"],
+                        cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "FINISHED (earlier)" in again.stdout  # the finished trial was not run again
+    assert len(by_stage(store_runs(uri), "trial")) == 3
+
+
+def test_trials_of_a_failed_stage1_job_fail_without_trying_stage1_again(tmp_path: Path
+                                                                       ) -> None:
+    # A file where the cache's stage-1 folder goes: the stage-1 job fails at once.
+    path = write_experiment(tmp_path, seeds=[0])
+    blocker = tmp_path / ".harness" / "cache" / "stage1"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("not a folder")
+    result = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    [job] = by_stage(store_runs(uri), "stage1")
+    assert job.info.status == "FAILED" and "File exists" in job.data.tags["error"]
+    trials = by_stage(store_runs(uri), "trial")
+    assert len(trials) == 2
+    for run in trials:  # failed with the job's error, not their own attempt at stage 1
+        assert run.info.status == "FAILED"
+        assert "its stage-1 job failed: FileExistsError" in run.data.tags["error"]
+        assert not any(key.startswith("stage1/") for key in run.data.metrics)
+
+    blocker.unlink()  # the next attempt tries stage 1 again
+    again = run_harness(["run", str(path), "--resume", "--no-progress"], cwd=tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    runs = store_runs(uri)
+    assert sorted(run.info.status for run in by_stage(runs, "stage1")) == ["FAILED", "FINISHED"]
+    assert [run.info.status for run in by_stage(runs, "trial")].count("FINISHED") == 2
+
+
+def test_killed_driver_resumes_with_one_finished_run_per_trial(tmp_path: Path) -> None:
+    # One trial at a time, killed as soon as the first trial run appears: trials reuse their
+    # worker and take well under a second each, so waiting for a FINISHED one can be too late.
+    path = write_experiment(tmp_path, stage2=TINY_EXPERIMENT["stage2"] | {
+                                "fusion": {"sweep": ["add", "concat", "adaptive"]}},
+                            seeds=[0, 1], resources={"cpus_per_trial": 1,
+                                                     "max_concurrent_trials": 1})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    driver = subprocess.Popen([sys.executable, "-m", "harness", "run", str(path),
+                               "--no-progress"], cwd=tmp_path, env=harness_env(tmp_path),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            started = by_stage(store_runs(uri), "trial")
+            if started:
+                break
+            assert driver.poll() is None, "the sweep ended before it could be killed"
+            time.sleep(0.1)
+        assert started, "no trial started in time"
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    finally:
+        # Ray's helper processes outlive a SIGKILLed driver; clean them up.
+        time.sleep(1)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert len([run for run in by_stage(store_runs(uri), "trial")
+                if run.info.status == "FINISHED"]) < 6
+
+    result = run_harness(["run", str(path), "--resume", "--no-progress"], cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    trials = by_stage(store_runs(uri), "trial")
+    finished = Counter(run.data.tags["config_hash"] for run in trials
+                       if run.info.status == "FINISHED")
+    assert len(finished) == 6 and set(finished.values()) == {1}
+    assert {run.info.status for run in trials} <= {"FINISHED", "KILLED"}
+    assert len(by_stage(store_runs(uri), "sweep")) == 1  # the same sweep was resumed
+
+
+def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, seeds=[0])
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_port(port, server)
+        result = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path,
+                             MLFLOW_TRACKING_URI=uri)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert uri in result.stdout
+        runs = store_runs(uri)
+        trials = by_stage(runs, "trial")
+        assert len(trials) == 2 and all(run.info.status == "FINISHED" for run in trials)
+        artifacts = MlflowClient(uri).list_artifacts(trials[0].info.run_id, "images")
+        assert [item.path for item in artifacts] == ["images/samples.png"]
+        assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default store
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def test_sweep_joins_a_ray_cluster_started_with_ray_start(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, seeds=[0])
+    port = free_port()
+    env = harness_env(tmp_path)
+    # --block keeps `ray start` in the foreground, in its own process group, so the test can
+    # stop this cluster alone; `ray stop` would kill every Ray process on the machine.
+    head = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address", "127.0.0.1",
+         "--port", str(port), "--num-cpus", "2", "--include-dashboard", "false",
+         "--disable-usage-stats"], env=env, stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for_port(port, head, what="ray start")
+        result = run_harness(["run", str(path), "--address", f"127.0.0.1:{port}",
+                              "--no-progress"], cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert f"joining the Ray cluster at 127.0.0.1:{port}" in result.stderr
+        trials = by_stage(store_runs(f"sqlite:///{tmp_path / 'mlflow.db'}"), "trial")
+        assert len(trials) == 2 and all(run.info.status == "FINISHED" for run in trials)
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        head.wait(timeout=120)
+
+
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90,
+                   what: str = "mlflow server") -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert process.poll() is None, f"{what} exited"
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port}")

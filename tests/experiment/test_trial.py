@@ -1,0 +1,87 @@
+"""One trial end to end, in-process on a real store: stage 2, samples, their set metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from harness.config import load_experiment
+from harness.errors import ConfigError
+from harness.experiment.jobs import TrialSpec, execute
+from harness.experiment.trial import check_trial_config
+from harness.sweep import Trial, expand
+from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
+from harness.weights import WeightsStore
+from tests.helpers import TINY_EXPERIMENT, run_harness, write_experiment
+
+
+def run_in_process(path: Path, tmp_path: Path) -> tuple[str, list[dict]]:
+    """The stage-1 job then every trial of the experiment, called as a worker would."""
+    experiment = load_experiment(path)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = init_store(uri, experiment.spec.name)
+    parent = create_sweep_run(uri, experiment_id, "sweep", {}, {})
+    trials = expand(experiment)
+
+    def spec(trial: Trial, kind: str) -> dict:
+        return TrialSpec(kind, f"{kind}-{trial.trial_id}", trial.config.model_dump(mode="json"),
+                         trial.config_hash, trial.stage1_hash, trial.swept,
+                         str(experiment.dataset_path), str(tmp_path / "cache"), uri,
+                         experiment_id, parent, "sweep", 1.0).to_dict()
+
+    assert execute(spec(trials[0], STAGE_STAGE1))["status"] == "FINISHED"
+    return uri, [execute(spec(trial, STAGE_TRIAL)) for trial in trials]
+
+
+@pytest.mark.slow
+def test_trials_share_stage2_sample_and_log_set_metrics(tmp_path: Path,
+                                                        weights: WeightsStore) -> None:
+    # Two DDIM step counts on one stage-2 config: the second trial trains nothing.
+    path = write_experiment(
+        tmp_path, seeds=[0],
+        stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "adaptive", "train_steps": 6,
+                                            "eval_every": 3, "eval_num_samples": 8},
+        sample=TINY_EXPERIMENT["sample"] | {"ddim_steps": {"sweep": [2, 4]}},
+        eval={"metrics": ["kid", "is"], "num_images": 16})
+    uri, results = run_in_process(path, tmp_path)
+    assert [result["status"] for result in results] == ["FINISHED", "FINISHED"], results
+    first, second = (MlflowClient(uri).get_run(result["run_id"]) for result in results)
+    assert first.data.metrics["stage2/cache_hit"] == 0 and second.data.metrics[
+        "stage2/cache_hit"] == 1
+    assert first.data.metrics["stage2/params"] == second.data.metrics["stage2/params"] > 0
+    for run in (first, second):
+        assert run.data.metrics["sample/num_images"] == 8
+        assert run.data.metrics["kid"] > 0  # 8 decoded samples of a 6-step model vs real data
+        assert run.data.params["kid.num_images"] == "8"
+        assert run.data.params["kid.num_reference"] == "16"
+        assert "is" not in run.data.metrics  # the registry weights have no logits layer
+        assert "logits" in run.data.tags["is.unavailable"]
+        artifacts = {item.path for item in MlflowClient(uri).list_artifacts(run.info.run_id,
+                                                                             "images")}
+        assert "images/samples.png" in artifacts
+    # The trial that trained stage 2 holds KID during training as a history with its steps.
+    history = MlflowClient(uri).get_metric_history(first.info.run_id, "train_eval/kid")
+    assert [point.step for point in history] == [3, 6]
+    assert not MlflowClient(uri).get_metric_history(second.info.run_id, "train_eval/kid")
+
+
+def test_unknown_metric_names_name_the_file_and_key(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, eval={"metrics": ["fid", "psnr"]})
+    [trial, *_] = expand(load_experiment(path))
+    with pytest.raises(ConfigError, match=r"tiny\.yaml: eval\.metrics: unknown set metric"):
+        check_trial_config(trial.config, path)
+    path = write_experiment(tmp_path, stage1=TINY_EXPERIMENT["stage1"] | {
+        "eval_metrics": ["l1", "lpipz"]})
+    [trial, *_] = expand(load_experiment(path))
+    with pytest.raises(ConfigError, match=r"stage1\.eval_metrics: unknown metric\(s\) lpipz"):
+        check_trial_config(trial.config, path)
+
+
+def test_harness_run_rejects_an_unknown_metric_before_any_run(tmp_path: Path) -> None:
+    path = write_experiment(tmp_path)
+    result = run_harness(["run", str(path), "--set", "eval.metrics=[kid, fidd]"], cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "eval.metrics: unknown set metric(s) fidd" in result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
