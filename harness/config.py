@@ -26,8 +26,10 @@ from pydantic import (
     model_validator,
 )
 
+from harness.diffusion import PROCESSES, SAMPLERS
 from harness.errors import ConfigError
 from harness.models import STAGE1, STAGE2
+from harness.registry import check_name
 
 SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
 
@@ -44,12 +46,6 @@ def _is_power_of_two(value: int) -> bool:
 # evaluation's default, gDDCM trials' and `harness metrics --pairs`.
 PAIRWISE_RECONSTRUCTION_METRICS = ("l1", "lpips", "psnr", "ssim")
 RECONSTRUCTION_METRICS = (*PAIRWISE_RECONSTRUCTION_METRICS, "rfid")
-
-
-def _registered(registry: Any, kind: object) -> object:
-    if isinstance(kind, str) and kind not in registry.names():
-        raise ValueError(f"unknown {registry.what} kind {kind!r}; known: {registry.describe()}")
-    return kind
 
 
 class Stage1Config(Section):
@@ -99,7 +95,7 @@ class Stage1Config(Section):
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, kind: object) -> object:
-        return _registered(STAGE1, kind)
+        return check_name(STAGE1, kind)
 
     @field_validator("f")
     @classmethod
@@ -173,9 +169,8 @@ class Stage2Config(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     T: int = Field(500, ge=2, description="number of forward diffusion steps")
     beta_schedule: Literal["linear", "scaled_linear", "cosine"] = "scaled_linear"
-    process: Literal["ddpm", "rectified_flow"] = Field(
-        "ddpm", description="forward process: ddpm (discrete time, beta_schedule) or "
-        "rectified_flow (z_t = (1-t) z_0 + t eps, flow matching; v is the velocity eps - z_0)")
+    process: str = Field("ddpm", description="forward process, registered in "
+                         "harness.diffusion.PROCESSES: " + PROCESSES.describe())
     prediction: Literal["eps", "v", "x0"] = "eps"
     loss_weighting: Literal["uniform", "min_snr"] = "uniform"
     min_snr_gamma: float = Field(5.0, gt=0)
@@ -190,7 +185,12 @@ class Stage2Config(Section):
     @field_validator("kind", mode="before")
     @classmethod
     def _known_kind(cls, kind: object) -> object:
-        return _registered(STAGE2, kind)
+        return check_name(STAGE2, kind)
+
+    @field_validator("process", mode="before")
+    @classmethod
+    def _known_process(cls, process: object) -> object:
+        return check_name(PROCESSES, process)
 
     @field_validator("prediction")
     @classmethod
@@ -209,11 +209,17 @@ class Stage2Config(Section):
 
 
 class SampleConfig(Section):
-    sampler: Literal["ddim", "ddpm"] = "ddim"
+    sampler: str = Field("ddim", description="registered in harness.diffusion.SAMPLERS: " +
+                         SAMPLERS.describe())
     ddim_steps: int = Field(50, ge=1, description="DDIM steps S out of T")
     eta: float = Field(0.0, ge=0)
     num_samples: int = Field(256, ge=1)
     batch_size: int = Field(128, ge=1)
+
+    @field_validator("sampler", mode="before")
+    @classmethod
+    def _known_sampler(cls, sampler: object) -> object:
+        return check_name(SAMPLERS, sampler)
 
 
 class EvalConfig(Section):

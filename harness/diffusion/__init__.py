@@ -1,2 +1,26 @@
-"""Diffusion, separate from the models: forward processes (one abstraction, by name), what the
-denoiser predicts and its losses, and the samplers."""
+"""Diffusion, separate from the models: forward processes (one abstraction, Eq. 8), what the
+denoiser predicts and the losses it trains with, and the samplers.
+
+Processes, their losses and samplers are registered here by name (harness.registry), so the
+schema checks `stage2.process` and `sample.sampler` without importing torch. A new forward
+process is a class in `processes` with its factory and its loss registered below.
+"""
+
+from harness.registry import Registry
+
+PROCESSES = Registry("forward process", {
+    "ddpm": ("harness.diffusion.processes:ddpm",
+             "discrete time, beta_schedule; z_t = sqrt(alpha_bar) z_0 + sqrt(1 - alpha_bar) eps"),
+    "rectified_flow": ("harness.diffusion.processes:rectified_flow",
+                       "z_t = (1-t) z_0 + t eps, flow matching; v is the velocity eps - z_0"),
+})
+LOSSES = Registry("training loss", {  # by process name
+    "ddpm": ("harness.diffusion.objectives:ddpm_loss", "weighted eps/v/x0 regression"),
+    "rectified_flow": ("harness.diffusion.objectives:flow_matching_loss",
+                       "flow matching (seed 002 Eq. 7)"),
+})
+SAMPLERS = Registry("sampler", {
+    "ddim": ("harness.diffusion.samplers:ddim",
+             "DDIM with S = ddim_steps and eta; on rectified flow the Euler ODE (eta 0)"),
+    "ddpm": ("harness.diffusion.samplers:ddpm", "DDPM ancestral sampling, all T steps"),
+})

@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from harness.diffusion import LOSSES
 from harness.diffusion.processes import DDPM, Process, RectifiedFlow, broadcast
 
 PREDICTIONS = ("eps", "v", "x0")
@@ -116,16 +117,13 @@ def flow_matching_loss(model: torch.nn.Module, z0: torch.Tensor, process: Rectif
     return (output - goal).pow(2).mean()
 
 
-Loss = Callable[..., torch.Tensor]
-LOSSES: dict[str, Loss] = {"ddpm": ddpm_loss, "rectified_flow": flow_matching_loss}
 Objective = Callable[[torch.nn.Module, torch.Tensor, torch.Generator], torch.Tensor]
 
 
 def make_objective(process: Process, prediction: str, weighting: str, gamma: float = 5.0
                    ) -> Objective:
-    """The training loss of `process` (by its name in `LOSSES`) as model, z0, generator -> L."""
-    if process.name not in LOSSES:
-        raise ValueError(f"no training loss for process {process.name!r}")
-    loss = LOSSES[process.name]
+    """The training loss registered for `process` (harness.diffusion.LOSSES) as
+    (model, z0, generator) -> L."""
+    loss = LOSSES.builder(process.name)
     return lambda model, z0, generator: loss(model, z0, process, prediction, weighting,
                                              generator, gamma)

@@ -12,18 +12,19 @@ ddpm            q(z_t | z_0) = N(sqrt(alpha_bar_t) z_0, (1 - alpha_bar_t) I), al
                 prod_{s <= t} (1 - beta_s) (seed 001 Eq. 1-2; DESIGN section 4's "a")
 rectified_flow  z_t = (1 - t) z_0 + t eps, velocity v = eps - z_0 (seed 002 Sec. 2.1.4, Eq. 7)
 
-A new process is one class here, registered with `register_process`, and its training
-loss in `harness.diffusion.objectives.LOSSES`.
+A new process is one class here with a factory, both registered in `harness.diffusion`
+(PROCESSES, and its training loss in LOSSES).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+
+from harness.diffusion import PROCESSES
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 
@@ -49,22 +50,11 @@ class Process(Protocol):
                    ) -> torch.Tensor: ...
 
 
-ProcessFactory = Callable[[str, int], Process]  # (beta_schedule, T) -> process
-PROCESSES: dict[str, ProcessFactory] = {}
-
-
-def register_process(name: str) -> Callable[[ProcessFactory], ProcessFactory]:
-    def add(factory: ProcessFactory) -> ProcessFactory:
-        PROCESSES[name] = factory
-        return factory
-    return add
-
-
 def make_process(name: str, beta_schedule: str = "scaled_linear", T: int = 500) -> Process:
-    """The forward process `name` (Stage2Config.process) with T steps."""
-    if name not in PROCESSES:
-        raise ValueError(f"unknown process {name!r}; expected one of {sorted(PROCESSES)}")
-    return PROCESSES[name](beta_schedule, T)
+    """The forward process registered as `name` (Stage2Config.process) with T steps."""
+    if name not in PROCESSES.names():
+        raise ValueError(f"unknown process {name!r}; expected one of {PROCESSES.names()}")
+    return PROCESSES.builder(name)(beta_schedule, T)
 
 
 def make_betas(kind: str, T: int) -> torch.Tensor:
@@ -199,8 +189,13 @@ class RectifiedFlow:
         return (times * self.T).float()
 
 
-register_process("ddpm")(DDPM.create)
-register_process("rectified_flow")(lambda beta_schedule, T: RectifiedFlow(T))
+def ddpm(beta_schedule: str, T: int) -> DDPM:
+    return DDPM.create(beta_schedule, T)
+
+
+def rectified_flow(beta_schedule: str, T: int) -> RectifiedFlow:
+    """(beta_schedule does not apply to the flow.)"""
+    return RectifiedFlow(T)
 
 
 def broadcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ flow's marginal is z_t + (t' - t) v_hat.
 
 Every sampler has `timesteps()` (noisiest first), `clean_time` (the time after the last
 step), `model_time` (what the network is fed) and `step`; `sample` runs any of them.
-Samplers are built by name (SampleConfig.sampler) from `SAMPLERS`.
+Samplers are built by name (SampleConfig.sampler) from `harness.diffusion.SAMPLERS`.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import torch
 
+from harness.diffusion import SAMPLERS
 from harness.diffusion.objectives import ode_step, predict_x0_eps, to_x0_eps
 from harness.diffusion.processes import DDPM, Process, RectifiedFlow
 
@@ -131,7 +132,7 @@ Sampler = DDIMSampler | DDPMSampler | EulerSampler
 SamplerFactory = Callable[[Process, str, int, float], Sampler]  # process, prediction, S, eta
 
 
-def _ddim(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
+def ddim(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
     """DDIM on DDPM; on rectified flow DDIM with eta = 0 is the Euler step of its ODE."""
     if isinstance(process, RectifiedFlow):
         if eta != 0:
@@ -142,22 +143,20 @@ def _ddim(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
     return DDIMSampler(process, steps, eta, prediction)
 
 
-def _ddpm(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
+def ddpm(process: Process, prediction: str, steps: int, eta: float) -> Sampler:
     if not isinstance(process, DDPM):
         raise ValueError(f"the ancestral DDPM sampler needs the ddpm process, not "
                          f"{process.name}")
     return DDPMSampler(process, prediction)
 
 
-SAMPLERS: dict[str, SamplerFactory] = {"ddim": _ddim, "ddpm": _ddpm}
-
-
 def make_sampler(name: str, process: Process, prediction: str, steps: int, eta: float = 0.0
                  ) -> Sampler:
     """The sampler `name` (SampleConfig.sampler) for a model trained on `process`."""
-    if name not in SAMPLERS:
-        raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}")
-    return SAMPLERS[name](process, prediction, steps, eta)
+    if name not in SAMPLERS.names():
+        raise ValueError(f"unknown sampler {name!r}; expected one of {SAMPLERS.names()}")
+    factory: SamplerFactory = SAMPLERS.builder(name)
+    return factory(process, prediction, steps, eta)
 
 
 @torch.inference_mode()

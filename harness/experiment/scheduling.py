@@ -2,7 +2,7 @@
 
 Ray runs locally, sized to the machine, unless `--address` / `RAY_ADDRESS` names a
 cluster. The whole sweep is one `tune.Tuner` with reused workers: its searcher
-(`Stage1First`) hands out the stage-1 jobs, then each trial once its stage-1 job
+(`harness.experiment.searcher`) hands out the stage-1 jobs, then each trial once its stage-1 job
 has finished; a trial whose stage-1 job failed gets a FAILED run saying so. Per-trial CPUs
 and GPUs come from the experiment's `resources`. Workers catch their own exceptions and
 record them in MLflow, so a failing trial never stops the sweep. `--resume` reopens the
@@ -15,14 +15,12 @@ import logging
 import os
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlflow.tracking import MlflowClient
-from ray.tune.search import Searcher
 
 from harness.cache import default_cache_dir
 from harness.config import Experiment
@@ -42,6 +40,9 @@ from harness.tracking import (
     sweep_runs,
     tracking_uri,
 )
+
+if TYPE_CHECKING:
+    from harness.experiment.searcher import Stage1First
 
 log = logging.getLogger(__name__)
 
@@ -75,49 +76,6 @@ class SweepOutcome:
         return [tid for tid, result in self.results.items() if result["status"] != "FINISHED"]
 
 
-class Stage1First(Searcher):
-    """Ray Tune searcher for the two-level DAG: it suggests every stage-1 job first, then
-    the trials of a stage-1 job once that job has FINISHED, so a trial always finds its
-    stage-1 model in the cache and one set of reused workers serves both levels. The trials
-    of a stage-1 job that failed are never suggested: they stay in `blocked` for the driver
-    to record, and stage 1 is not attempted again."""
-
-    def __init__(self, jobs: list[tuple[TrialSpec, list[TrialSpec]]]) -> None:
-        """`jobs`: each stage-1 job spec with the specs of the trials that need its model."""
-        super().__init__()
-        self._ready = deque(job for job, _ in jobs)
-        self._waiting = {job.trial_id: trials for job, trials in jobs}
-        self._jobs: dict[str, str] = {}  # Tune's trial id -> stage-1 job id, while it runs
-        self.blocked: dict[str, list[TrialSpec]] = {}  # failed stage-1 job id -> its trials
-
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
-        if self._ready:
-            spec = self._ready.popleft()
-            if spec.kind == STAGE_STAGE1:
-                self._jobs[trial_id] = spec.trial_id
-            return {"spec": spec.to_dict()}
-        return None if self._waiting else Searcher.FINISHED  # None: ask again later
-
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
-        job = self._jobs.pop(trial_id, None)
-        if job is None:
-            return
-        trials = self._waiting.pop(job)
-        status = (result or {}).get("harness_status")
-        if status == "FINISHED":
-            self._ready.extend(trials)
-        elif status or error:
-            self.blocked[job] = trials
-        # else it was stopped before it reported (Ctrl-C): its trials stay unrun.
-
-    def save(self, checkpoint_path: str) -> None:
-        """Nothing to save: a sweep resumes through MLflow (`--resume`), not Tune's state."""
-
-    def restore(self, checkpoint_path: str) -> None:
-        """See `save`."""
-
-
 def _tune_entry(config: dict[str, Any]) -> None:
     """Ray Tune function trainable: run one spec and report its outcome."""
     from ray import tune
@@ -149,7 +107,10 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, **settings)
     else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, **settings)
+        # "local": a new Ray instance for this sweep, even where `ray start` left a cluster
+        # (or its stale address file) on the machine.
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
+                 **settings)
 
 
 def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
@@ -158,6 +119,8 @@ def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experim
     """Run the stage-1 jobs and their trials through one Tuner; `on_done` hears each
     outcome. Returns the searcher, whose `blocked` holds the trials of failed jobs."""
     from ray import tune
+
+    from harness.experiment.searcher import Stage1First  # after _init_ray: ray reads its env
 
     class Progress(tune.Callback):
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,

@@ -139,7 +139,8 @@ def format_results(results: list[MetricResult]) -> str:
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
-    from harness.metrics.evaluate import RECONSTRUCTION_METRICS, evaluate
+    from harness.config import RECONSTRUCTION_METRICS
+    from harness.metrics.evaluate import evaluate
     from harness.metrics.images import load_images, paired, take
     from harness.metrics.registry import PAIRWISE
     from harness.metrics.sets import DEFAULT_SET_METRICS, SET_METRICS

@@ -14,8 +14,6 @@ from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
 from harness.weights import WeightsStore, using
 
-RECONSTRUCTION_METRICS = ("psnr", "ssim", "l1", "lpips", "rfid")
-
 
 def check_metric_names(names: Sequence[str], key: str, file: str | Path | None = None,
                        sets_only: bool = False) -> None:
@@ -49,8 +47,8 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
 
 def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
              cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
-             weights: WeightsStore | None = None, progress: bool = False,
-             device: str = "cpu") -> list[MetricResult]:
+             weights: WeightsStore | None = None, progress: bool = False
+             ) -> list[MetricResult]:
     """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
 
     Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
@@ -62,8 +60,7 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
     set_names = [n for n in metrics if n in SET_METRICS]
     by_name: dict[str, list[MetricResult]] = {}
     if set_names:
-        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
-                                    device)
+        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress)
         for name in set_names:
             outputs = SET_METRICS[name].outputs
             by_name[name] = [r for r in set_results if r.name in outputs]

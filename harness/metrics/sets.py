@@ -169,8 +169,8 @@ def reference_features(real: np.ndarray, extractor: InceptionExtractor,
 def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
                   metrics: Sequence[str] = DEFAULT_SET_METRICS,
                   cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
-                  weights: WeightsStore | None = None, progress: bool = False,
-                  device: str = "cpu") -> list[MetricResult]:
+                  weights: WeightsStore | None = None, progress: bool = False
+                  ) -> list[MetricResult]:
     """Set metrics of `fake` (against `real`) from one Inception pass per image set.
 
     Real-set features are cached in `cache` by (real_key or the array's hash, extractor,
@@ -181,7 +181,7 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
     if real is None and any(spec.uses_real for spec in specs):
         raise ValueError(f"{', '.join(s.name for s in specs if s.uses_real)} need real images")
     try:
-        extractor = get_extractor(weights, device)
+        extractor = get_extractor(weights)
     except WeightsUnavailable as error:
         return [unavailable(out, str(error), count) for spec in specs for out in spec.outputs]
     reasons = {spec.name: _reason(spec, extractor, count, real) for spec in specs}

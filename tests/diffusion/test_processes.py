@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from harness.diffusion import PROCESSES
 from harness.diffusion.processes import (
     DDPM,
-    PROCESSES,
     RectifiedFlow,
     make_betas,
     make_process,
@@ -43,7 +43,7 @@ def test_rectified_flow_marginal_and_model_time() -> None:
 
 
 def test_processes_are_made_by_name() -> None:
-    assert set(PROCESSES) >= {"ddpm", "rectified_flow"}
+    assert set(PROCESSES.names()) >= {"ddpm", "rectified_flow"}
     assert isinstance(make_process("ddpm", "cosine", 50), DDPM)
     assert isinstance(make_process("rectified_flow", "linear", 50), RectifiedFlow)
     with pytest.raises(ValueError, match="unknown process"):

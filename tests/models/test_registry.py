@@ -31,7 +31,7 @@ def test_kinds_are_listed_without_importing_a_model() -> None:
 def test_an_unknown_kind_names_the_known_ones() -> None:
     with pytest.raises(ValueError, match=r"unknown stage-2 model kind 'unet'.*fftd"):
         Stage2Config(kind="unet")
-    with pytest.raises(KeyError, match="unknown stage-1 model 'vqgan'"):
+    with pytest.raises(KeyError, match="unknown stage-1 model kind 'vqgan'"):
         STAGE1.builder("vqgan")
 
 
