@@ -32,12 +32,12 @@ from pathlib import Path
 import torch
 from timing import paired_medians  # benchmarks/timing.py
 
-from harness.config import Stage2Config
+from harness.config import GDDCMConfig, Stage2Config
+from harness.models import build_stage2
+from harness.stages.stage2 import process_of
 from harness.tokenizer.algorithms import SelectTokens, Tokenizer
 from harness.tokenizer.codebook import gather, select
-from harness.gddcm.config import GDDCMConfig, resolve_times
-from harness.tokenizer.model import marginal_for
-from harness.stages.stage2 import build_fftd
+from harness.tokenizer.times import resolve_times
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_BATCH = GDDCMConfig.model_fields["batch_size"].default
@@ -60,7 +60,7 @@ def step_ratios(forward: Callable[[], object], x: torch.Tensor, K: int, grid: in
 
 def overhead(K_values: list[int], batches: list[int], latent: tuple[int, int, int],
              repeats: int) -> None:
-    model = build_fftd(CONFIG, latent[0], latent[-1]).eval()
+    model = build_stage2(CONFIG, latent[0], latent[-1]).eval()
     print(f"FFTD on {latent} latents; encoding pays codebook+select (it returns eps_c), "
           "decoding pays gather")
     print(f"{'batch':>7} {'forward':>9} {'K':>6} {'grid':>4} {'codebook+select':>16} "
@@ -80,15 +80,15 @@ def overhead(K_values: list[int], batches: list[int], latent: tuple[int, int, in
 
 
 def peak_child(N: int, K: int, batch: int, latent: tuple[int, int, int]) -> dict[str, float]:
-    model = build_fftd(CONFIG, latent[0], latent[-1]).eval()
-    marginal = marginal_for(CONFIG)
+    model = build_stage2(CONFIG, latent[0], latent[-1]).eval()
+    process = process_of(CONFIG)
     cfg = GDDCMConfig(p=0.0, K=K, N=N, P=min(50, N), t_s=50, batch_size=batch, final_steps=5)
-    tokenizer = Tokenizer(model, marginal, cfg, resolve_times(cfg, marginal))
+    tokenizer = Tokenizer(model, process, CONFIG.prediction, cfg, resolve_times(cfg, process))
     x = torch.randn(batch, *latent)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     chooser = SelectTokens(x, cfg.seed, K, 1)
-    tokenizer.run(marginal.sigma(50) * torch.randn(x.shape), chooser)
+    tokenizer.run(process.sigma(50) * torch.randn(x.shape), chooser)
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {"N": N, "steps": len(chooser.tokens), "before_mib": before / 1024,

@@ -25,8 +25,7 @@ from torch_fidelity.defaults import DEFAULTS
 from torch_fidelity.utils import create_feature_extractor, get_featuresdict_from_dataset
 
 from harness.data import load_dataset
-from harness.metrics.extractor import DEFAULT_BATCH, InceptionExtractor
-from harness.metrics.extractor import EXTRACTOR_NAME
+from harness.metrics.extractor import DEFAULT_BATCH, EXTRACTOR_NAME, InceptionExtractor
 from harness.weights import resolve
 
 REPO = Path(__file__).resolve().parent.parent

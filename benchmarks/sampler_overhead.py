@@ -20,9 +20,9 @@ from timing import median_seconds  # benchmarks/timing.py
 
 from harness.config import SampleConfig, Stage1Config, Stage2Config
 from harness.diffusion.samplers import Sampler
-from harness.stages.generate import Stage2Model, generate, make_sampler
-from harness.models import build_stage1
-from harness.stages.stage2 import build_fftd
+from harness.models import build_stage1, build_stage2
+from harness.stages.generate import generate, sampler_for
+from harness.stages.stage2 import Stage2Model
 
 STAGE1 = Stage1Config(kind="conv_ae", f=4, channels=16, latent_channels=4)
 STAGE2 = Stage2Config(fusion="adaptive", channels=32, channel_mult=[1, 2],
@@ -51,7 +51,7 @@ def images_per_second(stage1: torch.nn.Module, model: Stage2Model, steps: list[i
     print(f"\n{'S':>5}{'eta':>6}{'images/s':>10}{'s / image':>11}  (denoiser + sampler + decoder)")
     for S in steps:
         for eta in (0.0, 1.0):
-            sampler = make_sampler(SampleConfig(ddim_steps=S, eta=eta), STAGE2)
+            sampler = sampler_for(SampleConfig(ddim_steps=S, eta=eta), model)
             start = time.perf_counter()
             generate(stage1, model, sampler, batch, batch, seed=0)
             seconds = time.perf_counter() - start
@@ -70,16 +70,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    denoiser = build_fftd(STAGE2, LATENT[0], LATENT[-1]).eval()
-    samplers = {"ddim eta=0": make_sampler(SampleConfig(eta=0.0), STAGE2),
-                "ddim eta=1": make_sampler(SampleConfig(eta=1.0), STAGE2),
-                "ddpm": make_sampler(SampleConfig(sampler="ddpm"), STAGE2)}
+    denoiser = build_stage2(STAGE2, LATENT[0], LATENT[-1]).eval()
+    model = Stage2Model(denoiser, STAGE2, 1.0, LATENT)
+    samplers = {"ddim eta=0": sampler_for(SampleConfig(eta=0.0), model),
+                "ddim eta=1": sampler_for(SampleConfig(eta=1.0), model),
+                "ddpm": sampler_for(SampleConfig(sampler="ddpm"), model)}
     print(f"{args.threads} torch thread(s); FFTD {sum(p.numel() for p in denoiser.parameters())}"
           f" parameters on a {LATENT} latent")
     step_overhead(denoiser, samplers, args.batch, args.repeats)
     stage1 = build_stage1(STAGE1).eval()
-    images_per_second(stage1, Stage2Model(denoiser, 1.0, LATENT, {}, True), args.steps,
-                      args.batch)
+    images_per_second(stage1, model, args.steps, args.batch)
 
 
 if __name__ == "__main__":

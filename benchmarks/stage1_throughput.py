@@ -44,7 +44,7 @@ def measure(levers: dict[str, bool], no_mkldnn: bool, warmup: int, steps: int) -
 
     from harness.config import Stage1Config
     from harness.data import load_dataset
-    from harness.training import SpeedLevers, train_stage1
+    from harness.stages.stage1 import SpeedLevers, train_stage1
 
     torch.backends.mkldnn.enabled = not no_mkldnn
     images = load_dataset(REPO / "data_manifests/skimage_patches.yaml").train

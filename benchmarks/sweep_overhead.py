@@ -23,9 +23,9 @@ from harness.config import Stage1Config, load_experiment
 from harness.data import load_dataset
 from harness.experiment.jobs import TrialSpec, execute
 from harness.experiment.scheduling import RunOptions, _init_ray, run_sweep
+from harness.stages.stage1 import train_stage1
 from harness.sweep import expand
 from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
-from harness.training import train_stage1
 
 REPO = Path(__file__).resolve().parent.parent
 # The plain autoencoder and cheap evaluation, so that a trial's time is its training.
