@@ -134,6 +134,7 @@ def expand(experiment: Experiment) -> list[Trial]:
                 trial = _make_trial(experiment, len(trials), swept, seed,
                                     seeded=len(spec.seeds) > 1)
                 trial.config.stage1.check_resolution(resolution, experiment.path)
+                check_metric_names(trial.config, experiment.path)
                 check_gddcm(trial.config, resolution, experiment.path)
                 trials.append(trial)
     return trials
@@ -174,6 +175,14 @@ def trial_table(trials: list[Trial]) -> str:
     rows = [[trial.trial_id, trial.config_hash[:12], jobs[trial.stage1_hash],
              *(trial.swept.get(key, "") for key in columns)] for trial in trials]
     return format_table(header, rows, rule=True)
+
+
+def check_metric_names(config: TrialConfig, file: str | Path | None = None) -> None:
+    """What pydantic cannot check without the metric registry: the metric names."""
+    from harness.metrics.evaluate import check_metric_names as check
+
+    check(config.stage1.eval_metrics, "stage1.eval_metrics", file)
+    check(config.eval.metrics, "eval.metrics", file, sets_only=True)
 
 
 def check_gddcm(config: TrialConfig, resolution: int, file: Path | None) -> None:

@@ -26,7 +26,6 @@ from harness.cache import default_cache_dir
 from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
-from harness.experiment.trial import check_trial_config
 from harness.sweep import Trial, shared_stage1
 from harness.tracking import (
     STAGE_STAGE1,
@@ -157,8 +156,6 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     """Schedule every trial of the experiment; return what happened to each."""
     from tqdm import tqdm
 
-    for trial in trials:  # before any run exists: a bad name is a ConfigError (exit 2)
-        check_trial_config(trial.config, experiment.path)
     uri = tracking_uri(options.tracking_uri)
     experiment_id = init_store(uri, experiment.spec.name)
     outcome = _open_sweep(experiment, uri, experiment_id, options)

@@ -10,27 +10,19 @@ by (dataset hash, split, N), so every trial of every sweep on that data reuses t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from harness.cache import ArtifactCache
 from harness.config import TrialConfig
 from harness.data import Dataset
 from harness.keys import stage1_key
-from harness.metrics.evaluate import check_metric_names
 from harness.metrics.sets import ReferenceKey
 from harness.stages.generate import periodic_evaluation, sample_and_evaluate
 from harness.stages.stage1 import load_stage1
 from harness.stages.stage2 import load_stage2
 from harness.stages.tokenize import tokenize_and_evaluate
+from harness.sweep import check_metric_names
 from harness.tracking import TrackedRun
-
-
-def check_trial_config(config: TrialConfig, file: str | Path | None = None) -> None:
-    """What pydantic cannot check without the metric registry: the metric names."""
-    check_metric_names(config.stage1.eval_metrics, "stage1.eval_metrics", file)
-    check_metric_names(config.eval.metrics, "eval.metrics", file, sets_only=True)
 
 
 def reference_split(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, ReferenceKey]:
@@ -46,7 +38,7 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
               ) -> dict[str, float]:
     """Stage 1 -> stage 2 -> samples and their set metrics (or, with `gddcm`, tokenized eval
     images and their reconstruction metrics); returns the metrics it logged."""
-    check_trial_config(config)
+    check_metric_names(config)
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
     run.log_metrics({"stage1/cache_hit": float(not stage1_built)} |
                     {"stage1/" + key: value for key, value in stage1_summary.items()})

@@ -1,4 +1,8 @@
-"""Set metrics (FID, rFID, KID, IS, precision/recall) from one Inception pass per image set."""
+"""Set metrics (FID, rFID, KID, IS, precision/recall) from one Inception pass per image set.
+
+The registry of names imports neither torch nor torch-fidelity (a dry run checks metric
+names with it); computing a metric does.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,16 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
-from torch_fidelity.metric_isc import isc_features_to_metric
-from torch_fidelity.metric_kid import kid_features_to_metric
-from torch_fidelity.metric_prc import prc_features_to_metric
 
 from harness.cache import ArtifactCache
-from harness.metrics.extractor import InceptionExtractor, get_extractor
 from harness.metrics.result import MetricResult, unavailable
 from harness.weights import WeightsStore, WeightsUnavailable
+
+if TYPE_CHECKING:
+    from harness.metrics.extractor import InceptionExtractor
 
 ComputeFn = Callable[[np.ndarray | None, np.ndarray], dict[str, float]]
 DEFAULT_SET_METRICS = ("fid", "kid", "pr", "is")
@@ -63,6 +65,9 @@ def get_set_metric(name: str) -> SetMetric:
 def _fid(real: np.ndarray, fake: np.ndarray) -> float:
     if min(len(real), len(fake)) <= real.shape[1]:
         return fid_low_rank(real, fake)
+    import torch
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
     stats = [fid_features_to_statistics(torch.from_numpy(f)) for f in (real, fake)]
     return float(fid_statistics_to_metric(*stats, verbose=False)["frechet_inception_distance"])
 
@@ -102,6 +107,9 @@ def rfid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
                      description="Kernel Inception Distance, unbiased MMD^2, cubic kernel, "
                                  "100 subsets of min(1000, N) images (torch-fidelity)")
 def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    import torch
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
     assert real is not None
     size = min(1000, len(real), len(fake))
     # Subsets as large as both sets are permutations of them, all with one MMD: compute it once.
@@ -117,6 +125,9 @@ def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
                      description="precision / recall, k=3 neighbourhoods on pool3 "
                                  "(torch-fidelity, Kynkaanniemi et al. 2019)")
 def precision_recall(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    import torch
+    from torch_fidelity.metric_prc import prc_features_to_metric
+
     assert real is not None
     out = prc_features_to_metric(torch.from_numpy(fake), torch.from_numpy(real), verbose=False)
     return {name: float(out[name]) for name in ("precision", "recall", "f_score")}
@@ -127,6 +138,9 @@ def precision_recall(real: np.ndarray | None, fake: np.ndarray) -> dict[str, flo
                      uses_real=False, min_images=10,
                      description="Inception Score, 10 splits, logits without bias (torch-fidelity)")
 def inception_score(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    import torch
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
     out = isc_features_to_metric(torch.from_numpy(fake), splits=10, shuffle=True, rng_seed=2020)
     return {"is": out["inception_score_mean"], "is_std": out["inception_score_std"]}
 
@@ -180,6 +194,8 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
     count = len(fake)
     if real is None and any(spec.uses_real for spec in specs):
         raise ValueError(f"{', '.join(s.name for s in specs if s.uses_real)} need real images")
+    from harness.metrics.extractor import get_extractor
+
     try:
         extractor = get_extractor(weights)
     except WeightsUnavailable as error:

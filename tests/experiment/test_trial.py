@@ -10,8 +10,7 @@ from mlflow.tracking import MlflowClient
 from harness.config import load_experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
-from harness.experiment.trial import check_trial_config
-from harness.sweep import Trial, expand
+from harness.sweep import Trial, check_metric_names, expand
 from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
 from harness.weights import WeightsStore
 from tests.helpers import TINY_EXPERIMENT, run_harness, write_experiment
@@ -67,21 +66,23 @@ def test_trials_share_stage2_sample_and_log_set_metrics(tmp_path: Path,
     assert not MlflowClient(uri).get_metric_history(second.info.run_id, "train_eval/kid")
 
 
-def test_unknown_metric_names_name_the_file_and_key(tmp_path: Path) -> None:
+def test_unknown_metric_names_name_the_file_and_key_at_expansion(tmp_path: Path) -> None:
     path = write_experiment(tmp_path, eval={"metrics": ["fid", "psnr"]})
-    [trial, *_] = expand(load_experiment(path))
     with pytest.raises(ConfigError, match=r"tiny\.yaml: eval\.metrics: unknown set metric"):
-        check_trial_config(trial.config, path)
+        expand(load_experiment(path))
     path = write_experiment(tmp_path, stage1=TINY_EXPERIMENT["stage1"] | {
         "eval_metrics": ["l1", "lpipz"]})
-    [trial, *_] = expand(load_experiment(path))
     with pytest.raises(ConfigError, match=r"stage1\.eval_metrics: unknown metric\(s\) lpipz"):
-        check_trial_config(trial.config, path)
+        expand(load_experiment(path))
+    [trial, *_] = expand(load_experiment(write_experiment(tmp_path)))
+    check_metric_names(trial.config, path)  # the names of a valid trial pass
 
 
 def test_harness_run_rejects_an_unknown_metric_before_any_run(tmp_path: Path) -> None:
     path = write_experiment(tmp_path)
-    result = run_harness(["run", str(path), "--set", "eval.metrics=[kid, fidd]"], cwd=tmp_path)
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "eval.metrics: unknown set metric(s) fidd" in result.stderr
+    for dry_run in ([], ["--dry-run"]):
+        result = run_harness(["run", str(path), "--set", "eval.metrics=[kid, fidd]", *dry_run],
+                             cwd=tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "eval.metrics: unknown set metric(s) fidd" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
