@@ -418,12 +418,16 @@ class TrialConfig(Section):
     @classmethod
     def _sampler_fits_process(cls, sample: SampleConfig, info: ValidationInfo) -> SampleConfig:
         """Rectified flow samples with the deterministic Euler ODE, which is DDIM with
-        eta = 0 on its marginal."""
+        eta = 0 on its marginal; DDIM on DDPM takes S <= T steps."""
         stage2 = info.data.get("stage2")
-        if stage2 is not None and stage2.process == "rectified_flow" and (
-                sample.sampler != "ddim" or sample.eta != 0):
+        if stage2 is None:
+            return sample
+        if stage2.process == "rectified_flow" and (sample.sampler != "ddim" or sample.eta != 0):
             raise ValueError("rectified_flow samples with the Euler ODE: use sampler ddim "
                              "(S = ddim_steps) with eta 0")
+        if stage2.process == "ddpm" and sample.sampler == "ddim" and sample.ddim_steps > stage2.T:
+            raise ValueError(f"ddim_steps={sample.ddim_steps} exceeds stage2.T={stage2.T}: DDIM "
+                             "takes S of the T steps")
         return sample
 
 
@@ -494,6 +498,24 @@ def apply_override(raw: dict[str, Any], assignment: str) -> dict[str, Any]:
     return deep_merge(raw, patch)
 
 
+MAX_YAML_NODES = 100_000  # an experiment has hundreds; aliases can make billions ("YAML bomb")
+
+
+def _expanded_size_exceeds(data: Any, limit: int) -> bool:
+    """Whether `data`, with every alias expanded, has more than `limit` nodes (stops there)."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(path, "", "file not found")
@@ -501,6 +523,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(path, "", f"not valid YAML: {error}") from None
+    if _expanded_size_exceeds(data, MAX_YAML_NODES):
+        raise ConfigError(path, "", f"expands to more than {MAX_YAML_NODES} values (nested "
+                          "aliases?); an experiment needs far fewer")
     if not isinstance(data, dict):
         raise ConfigError(path, "", f"expected a mapping at the top level, got "
                                     f"{type(data).__name__}")

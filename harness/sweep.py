@@ -124,7 +124,7 @@ def expand(experiment: Experiment) -> list[Trial]:
     grid = [leaf for leaf in leaves if leaf.kind == "sweep"]
     random_leaves = [leaf for leaf in leaves if leaf.kind != "sweep"]
     rng = random.Random(spec.sweep_seed)
-    resolution = load_manifest(experiment.dataset_path).resolution
+    manifest = load_manifest(experiment.dataset_path)
     trials: list[Trial] = []
     for _ in range(spec.num_samples if random_leaves else 1):
         for point in itertools.product(*(leaf.values for leaf in grid)):
@@ -133,9 +133,10 @@ def expand(experiment: Experiment) -> list[Trial]:
             for seed in spec.seeds:
                 trial = _make_trial(experiment, len(trials), swept, seed,
                                     seeded=len(spec.seeds) > 1)
-                trial.config.stage1.check_resolution(resolution, experiment.path)
+                trial.config.stage1.check_resolution(manifest.resolution, experiment.path)
+                check_sizes(trial.config, manifest.splits.eval, experiment.path)
                 check_metric_names(trial.config, experiment.path)
-                check_gddcm(trial.config, resolution, experiment.path)
+                check_gddcm(trial.config, manifest.resolution, experiment.path)
                 trials.append(trial)
     return trials
 
@@ -175,6 +176,13 @@ def trial_table(trials: list[Trial]) -> str:
     rows = [[trial.trial_id, trial.config_hash[:12], jobs[trial.stage1_hash],
              *(trial.swept.get(key, "") for key in columns)] for trial in trials]
     return format_table(header, rows, rule=True)
+
+
+def check_sizes(config: TrialConfig, eval_split: int, file: str | Path | None = None) -> None:
+    """The reference set must fit in the manifest's eval split."""
+    if config.eval.num_images > eval_split:
+        raise ConfigError(file, "eval.num_images", f"{config.eval.num_images} images, but the "
+                          f"eval split of {config.dataset} holds {eval_split}")
 
 
 def check_metric_names(config: TrialConfig, file: str | Path | None = None) -> None:

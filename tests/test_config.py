@@ -95,3 +95,14 @@ def test_every_shipped_experiment_validates() -> None:
         for profile in raw.get("profiles", {}):
             experiment = load_experiment(path, [profile])
             assert experiment.spec.name == raw["name"]
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    lines = ["a: &a [x, x, x, x, x, x, x, x, x, x]"]
+    for level, name in enumerate("bcdefgh"):
+        previous = "abcdefgh"[level]
+        lines.append(f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]")
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")  # 10^8 values once expanded
+    with pytest.raises(ConfigError, match="expands to more than"):
+        load_experiment(path)

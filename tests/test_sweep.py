@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.config import load_experiment
+from harness.errors import ConfigError
 from harness.sweep import expand, shared_stage1, trial_table
 from tests.helpers import REPO, run_harness, write_experiment
 
@@ -66,3 +69,15 @@ def test_dry_run_of_the_fusion_ablation_prints_one_row_per_arm_and_seed(tmp_path
                            for seed in ("0", "1"))
     assert "shared by 6 trials" in result.stdout
     assert not (tmp_path / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(("changes", "key", "message"), [
+    ({"eval": {"metrics": [], "num_images": 999}}, "eval.num_images", "eval split"),
+    ({"sample": {"ddim_steps": 600}}, "sample", "ddim_steps=600 exceeds stage2.T=500"),
+])
+def test_sizes_the_data_or_the_process_cannot_meet_are_refused_at_expansion(
+        tmp_path: Path, changes: dict, key: str, message: str) -> None:
+    path = write_experiment(tmp_path, **changes)
+    with pytest.raises(ConfigError) as caught:
+        expand(load_experiment(path))
+    assert caught.value.key == key and message in caught.value.message

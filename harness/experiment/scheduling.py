@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -85,7 +86,22 @@ def _tune_entry(config: dict[str, Any]) -> None:
                     for name, value in result.get("metrics", {}).items()}})
 
 
+ADDRESS_WAIT_SECONDS = 10.0
+
+
+def _check_reachable(address: str, key: str) -> None:
+    """A bounded wait for the head's port: Ray itself would wait for as long as one lets it."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_WAIT_SECONDS).close()
+    except (OSError, ValueError) as error:
+        raise ConfigError(None, key, f"no Ray head answers at {address} (waited "
+                          f"{ADDRESS_WAIT_SECONDS:g} s: {error}); start one with `ray start "
+                          "--head` or leave the address out for a local Ray") from None
+
+
 def _init_ray(address: str | None, verbose: bool) -> None:
+    key = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -103,6 +119,8 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         return
     settings: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": False}
     if address:
+        if address not in ("auto", "local"):
+            _check_reachable(address, key)
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, **settings)
     else:
@@ -110,6 +128,20 @@ def _init_ray(address: str | None, verbose: bool) -> None:
         # (or its stale address file) on the machine.
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                  **settings)
+
+
+def _check_resources(experiment: Experiment) -> None:
+    """A trial asking for more than the whole cluster has would wait forever: refuse it."""
+    import ray
+
+    available = ray.cluster_resources()
+    resources = experiment.spec.resources
+    for key, asked, kind in (("cpus_per_trial", resources.cpus_per_trial, "CPU"),
+                             ("gpus_per_trial", resources.gpus_per_trial, "GPU")):
+        has = available.get(kind, 0.0)
+        if asked > has:
+            raise ConfigError(experiment.path, f"resources.{key}", f"{asked:g} {kind}s per "
+                              f"trial, but the Ray cluster has {has:g}")
 
 
 def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
@@ -153,13 +185,35 @@ def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experim
 
 
 def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) -> SweepOutcome:
-    """Schedule every trial of the experiment; return what happened to each."""
-    from tqdm import tqdm
-
+    """Schedule every trial of the experiment; return what happened to each. The sweep run is
+    opened once Ray is up and ends FINISHED, FAILED or KILLED on every way out."""
     uri = tracking_uri(options.tracking_uri)
     experiment_id = init_store(uri, experiment.spec.name)
+    # Ray first: a cluster that cannot be reached or cannot run a trial leaves no run behind.
+    _init_ray(options.address, options.verbose)
+    _check_resources(experiment)
     outcome = _open_sweep(experiment, uri, experiment_id, options)
-    pending = _pending(trials, outcome, options.resume)
+    try:
+        pending = _pending(trials, outcome, options.resume)
+        if pending:
+            _run_pending(experiment, pending, options, outcome)
+        else:
+            log.info("nothing to run: every trial of sweep %s has a FINISHED run",
+                     outcome.sweep_id)
+    except BaseException as error:
+        outcome.interrupted = True
+        _close_sweep(outcome, f"driver stopped ({type(error).__name__}: {error}); re-run by "
+                     "--resume")
+        raise
+    _close_sweep(outcome)
+    return outcome
+
+
+def _run_pending(experiment: Experiment, pending: list[Trial], options: RunOptions,
+                 outcome: SweepOutcome) -> None:
+    """The stage-1 jobs and trials of `pending` through one Tuner; outcomes into `outcome`."""
+    from tqdm import tqdm
+
     cache_dir = (options.cache_dir or default_cache_dir()).resolve()
     storage = cache_dir.parent / "ray_results"
     cpus = experiment.spec.resources.cpus_per_trial
@@ -167,13 +221,9 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     def spec_for(trial: Trial, kind: str, trial_id: str) -> TrialSpec:
         return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
                          trial.stage1_hash, trial.swept, str(experiment.dataset_path),
-                         str(cache_dir), uri, experiment_id, outcome.parent_run_id,
-                         outcome.sweep_id, cpus)
+                         str(cache_dir), outcome.tracking_uri, outcome.experiment_id,
+                         outcome.parent_run_id, outcome.sweep_id, cpus)
 
-    if not pending:
-        log.info("nothing to run: every trial of sweep %s has a FINISHED run", outcome.sweep_id)
-        return outcome
-    _init_ray(options.address, options.verbose)
     jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}"),
              [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in members])
             for key, members in shared_stage1(pending).items()]
@@ -200,8 +250,6 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
             outcome.results[spec.trial_id] = _record_skipped_trial(spec, stage1_results[job])
             bar.update(1)
     bar.close()
-    _close_sweep(outcome)
-    return outcome
 
 
 def _open_sweep(experiment: Experiment, uri: str, experiment_id: str, options: RunOptions
@@ -251,11 +299,12 @@ def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dic
     return {"status": run.status, "error": reason}
 
 
-def _close_sweep(outcome: SweepOutcome) -> None:
+def _close_sweep(outcome: SweepOutcome,
+                 reason: str = "interrupted (Ctrl-C); re-run by --resume") -> None:
     client = MlflowClient(outcome.tracking_uri)
     runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
     if outcome.interrupted:
-        mark_stale_runs(outcome.tracking_uri, runs, "interrupted (Ctrl-C); re-run by --resume")
+        mark_stale_runs(outcome.tracking_uri, runs, reason)
         runs = child_runs(outcome.tracking_uri, outcome.experiment_id, outcome.sweep_id)
     trial_runs = [run for run in runs if run.data.tags.get("stage") == STAGE_TRIAL]
     counts = {status: sum(run.info.status == status for run in trial_runs)
