@@ -120,13 +120,14 @@ def child_runs(uri: str, experiment_id: str, sweep_id: str, stage: str | None = 
                                          max_results=50000)
 
 
-def mark_stale_runs(uri: str, runs: list[Run], reason: str) -> int:
-    """Runs left RUNNING by a killed driver or worker become KILLED; returns how many."""
+def mark_stale_runs(uri: str, runs: list[Run], reason: str, status: str = "KILLED") -> int:
+    """Runs left RUNNING by a killed driver (KILLED) or a dead worker (FAILED) end with
+    `status` and the reason as their `error` tag; returns how many."""
     client = MlflowClient(uri)
     stale = [run for run in runs if run.info.status == "RUNNING"]
     for run in stale:
         client.set_tag(run.info.run_id, "error", reason)
-        client.set_terminated(run.info.run_id, "KILLED")
+        client.set_terminated(run.info.run_id, status)
     return len(stale)
 
 

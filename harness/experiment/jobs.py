@@ -8,6 +8,7 @@ MLflow child run and runs the trial (harness.experiment.trial: stage 2, samples,
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from dataclasses import asdict, dataclass
@@ -65,15 +66,17 @@ def stage1_job(spec: TrialSpec) -> dict[str, Any]:
     """Phase 1: make sure the stage-1 model and its evaluation exist; log a run only when one
     of them is made here (train time, images/s, reconstruction metrics, codebook, latent)."""
     config = TrialConfig.model_validate(spec.config)
-    dataset = load_dataset(spec.dataset_path)
     cache = ArtifactCache(Path(spec.cache_dir))
-    data_hash = dataset.content_hash
-    if (cache.lookup("stage1", stage1_key(config.stage1, data_hash)) is not None
-            and cache.lookup("stage1-eval", stage1_eval_key(config.stage1, data_hash)) is not None):
-        return {"status": "FINISHED", "cache_hit": True}
-    built = False  # stays so when load_stage1 raises (the run records the error)
+    with contextlib.suppress(Exception):  # an error here is raised again inside the run
+        data_hash = load_dataset(spec.dataset_path).content_hash
+        if (cache.lookup("stage1", stage1_key(config.stage1, data_hash)) is not None and
+                cache.lookup("stage1-eval", stage1_eval_key(config.stage1, data_hash))
+                is not None):
+            return {"status": "FINISHED", "cache_hit": True}
+    built = False  # stays so when loading raises (the run records the error)
     with spec.open_run({"stage1": config.stage1.model_dump(mode="json"),
                         "dataset": config.dataset}) as run:
+        dataset = load_dataset(spec.dataset_path)  # a missing or corrupt dataset fails here
         run.set_tags({"dataset_hash": dataset.content_hash})
         _, summary, built = load_stage1(config.stage1, dataset, cache, run)
         run.log_metrics({"stage1/" + key: value for key, value in summary.items()})

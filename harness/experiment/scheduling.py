@@ -130,6 +130,21 @@ def _init_ray(address: str | None, verbose: bool) -> None:
                  **settings)
 
 
+def worker_died(spec: dict[str, Any], error_file: str | None) -> str:
+    """The worker running `spec` died (killed, out of memory, crashed): its run, left
+    RUNNING, ends FAILED with the reason; returns that reason (one line)."""
+    last = ""
+    if error_file and Path(error_file).is_file():
+        lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else ""
+    reason = f"worker died: {last or 'no error from Ray'}"[:500]
+    runs = [run for run in child_runs(spec["tracking_uri"], spec["experiment_id"],
+                                      spec["sweep_id"])
+            if run.data.tags.get("trial_id") == spec["trial_id"]]
+    mark_stale_runs(spec["tracking_uri"], runs, reason, status="FAILED")
+    return reason
+
+
 def _check_resources(experiment: Experiment) -> None:
     """A trial asking for more than the whole cluster has would wait forever: refuse it."""
     import ray
@@ -162,8 +177,9 @@ def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experim
                             result.items() if key.startswith(METRIC_PREFIX)}})
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            on_done(trial.config["spec"]["trial_id"],
-                    {"status": "FAILED", "error": f"worker crashed: {trial.error_file}"})
+            spec = trial.config["spec"]
+            reason = worker_died(spec, trial.error_file)
+            on_done(spec["trial_id"], {"status": "FAILED", "error": reason})
 
     resources = experiment.spec.resources
     concurrency = options.max_concurrent_trials or resources.max_concurrent_trials

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 
 from harness.cache import ArtifactCache
@@ -187,3 +188,43 @@ def test_stage1_training_reduces_the_loss_and_is_seeded() -> None:
     second = train_stage1(config, images)
     assert first.history == second.history
     assert reconstruct(first.model, images, 5).shape == images.shape
+
+
+def _stage1_spec(tmp_path: Path, manifest: Path) -> TrialSpec:
+    path = write_experiment(tmp_path, stage1=CHEAP, seeds=[0])
+    trial = expand(load_experiment(path))[0]
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = init_store(uri, "tiny")
+    parent = create_sweep_run(uri, experiment_id, "s", {}, {})
+    return TrialSpec(STAGE_STAGE1, "stage1-x", trial.config.model_dump(mode="json"),
+                     trial.config_hash, trial.stage1_hash, {}, str(manifest),
+                     str(tmp_path / "cache"), uri, experiment_id, parent, "s", 1.0)
+
+
+def test_a_dataset_that_cannot_be_read_fails_the_stage1_run_with_its_reason(tmp_path: Path
+                                                                            ) -> None:
+    """Before, a missing image folder escaped the job as a Ray traceback and no run said why."""
+    manifest = tmp_path / "folder.yaml"
+    manifest.write_text(yaml.safe_dump({
+        "name": "folder", "source": "image_folder", "resolution": 16,
+        "splits": {"train": 8, "eval": 4}, "path": str(tmp_path / "no_such_folder")}))
+    spec = _stage1_spec(tmp_path, manifest)
+    result = stage1_job(spec)
+    assert result["status"] == "FAILED" and "no_such_folder" in result["error"], result
+    run = MlflowClient(spec.tracking_uri).get_run(result["run_id"])
+    assert run.info.status == "FAILED" and "no_such_folder" in run.data.tags["error"]
+    artifacts = MlflowClient(spec.tracking_uri).list_artifacts(run.info.run_id)
+    assert [item.path for item in artifacts] == ["traceback.txt"]
+
+
+def test_a_dead_worker_leaves_its_run_failed_with_the_reason(tmp_path: Path) -> None:
+    from harness.experiment.scheduling import worker_died
+
+    spec = _stage1_spec(tmp_path, tmp_path / "tiny_shapes.yaml")
+    run = spec.open_run({})  # the worker opened it, then died (SIGKILL: no __exit__)
+    error_file = tmp_path / "error.txt"
+    error_file.write_text("Traceback ...\nray.exceptions.ActorDiedError: killed by signal 9\n")
+    reason = worker_died(spec.to_dict(), str(error_file))
+    assert reason == "worker died: ray.exceptions.ActorDiedError: killed by signal 9"
+    stored = MlflowClient(spec.tracking_uri).get_run(run.run_id)
+    assert stored.info.status == "FAILED" and stored.data.tags["error"] == reason
