@@ -86,6 +86,11 @@ class ArtifactCache:
                     return CacheEntry(entry, built=False)
                 log.warning("cache entry %s is corrupted (%s); rebuilding it", entry, problem)
                 shutil.rmtree(entry)
+            # Under the lock no one else builds this entry: a staging folder left here is
+            # from a build that was killed.
+            for stale in entry.parent.glob(f".{key}.*.tmp"):
+                log.warning("removing %s, left by a build that did not finish", stale)
+                shutil.rmtree(stale, ignore_errors=True)
             staging = entry.parent / f".{key}.{uuid.uuid4().hex}.tmp"
             staging.mkdir()
             try:

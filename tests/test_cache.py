@@ -62,3 +62,17 @@ def test_a_failing_build_leaves_no_entry(tmp_path: Path) -> None:
         cache.get_or_build("stage1", "abc", broken)
     assert cache.lookup("stage1", "abc") is None
     assert sorted(p.name for p in (tmp_path / "stage1").iterdir()) == ["abc.lock"]
+
+
+def test_a_killed_build_leaves_nothing_behind_after_the_next_build(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    (tmp_path / "model").mkdir()
+    left = tmp_path / "model" / ".key.0123abcd.tmp"  # as a SIGKILLed build leaves it
+    left.mkdir()
+    (left / "weights.pt").write_bytes(b"partial")
+    other = tmp_path / "model" / ".other-key.0123abcd.tmp"  # another entry's build: untouched
+    other.mkdir()
+    cache.get_or_build("model", "key", lambda folder: (folder / "w.bin").write_bytes(b"w"))
+    assert not left.exists() and other.exists()
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        ".other-key.0123abcd.tmp", "key", "key.lock"]

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -68,9 +71,16 @@ def test_harness_ui_serves_the_store(tmp_path: Path) -> None:
                 time.sleep(0.5)
         else:
             pytest.fail("harness ui did not answer")
+        ui.send_signal(signal.SIGTERM)  # to `harness ui` alone, as a process manager would
+        assert ui.wait(timeout=120) == 0
+        deadline = time.time() + 60
+        while time.time() < deadline:  # the server and its workers are gone with it
+            with socket.socket() as sock:
+                if sock.connect_ex(("127.0.0.1", port)) != 0:
+                    break
+            time.sleep(0.5)
+        else:
+            pytest.fail(f"port {port} still answers after harness ui was stopped")
     finally:
-        import os
-        import signal
-
-        os.killpg(ui.pid, signal.SIGTERM)
-        ui.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(ui.pid, signal.SIGKILL)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -126,10 +128,32 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
+    return run_server(command)
+
+
+def run_server(command: list[str], grace: float = 10.0) -> int:
+    """Run a server in its own process group and stop the whole group (its workers too) when
+    this process gets SIGINT or SIGTERM, so no worker keeps the port."""
+    server = subprocess.Popen(command, start_new_session=True)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        return subprocess.call(command)
+        return server.wait()
     except KeyboardInterrupt:
+        for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, None)):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(server.pid, sig)
+            try:
+                server.wait(timeout=wait)
+                break
+            except subprocess.TimeoutExpired:
+                continue
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def cmd_data_show(args: argparse.Namespace) -> int:
