@@ -99,6 +99,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{experiment.spec.name}: {len(trials)} trials, {len(shared)} stage-1 job"
           f"{'s' if len(shared) != 1 else ''} (dataset {experiment.dataset_path})")
     if args.dry_run:
+        if not (args.address or os.environ.get("RAY_ADDRESS")):  # else the cluster decides
+            from harness.experiment.resources import check_resources, machine_resources
+
+            check_resources(experiment.spec.resources, machine_resources(), "this machine",
+                            experiment.path)
         print(trial_table(trials))
         for number, (key, members) in enumerate(shared.items()):
             print(f"stage-1 job s1-{number} ({key[:12]}) shared by {len(members)} trial"

@@ -27,6 +27,7 @@ from harness.cache import default_cache_dir
 from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
+from harness.experiment.resources import check_resources
 from harness.sweep import Trial, shared_stage1
 from harness.tracking import (
     STAGE_STAGE1,
@@ -145,20 +146,6 @@ def worker_died(spec: dict[str, Any], error_file: str | None) -> str:
     return reason
 
 
-def _check_resources(experiment: Experiment) -> None:
-    """A trial asking for more than the whole cluster has would wait forever: refuse it."""
-    import ray
-
-    available = ray.cluster_resources()
-    resources = experiment.spec.resources
-    for key, asked, kind in (("cpus_per_trial", resources.cpus_per_trial, "CPU"),
-                             ("gpus_per_trial", resources.gpus_per_trial, "GPU")):
-        has = available.get(kind, 0.0)
-        if asked > has:
-            raise ConfigError(experiment.path, f"resources.{key}", f"{asked:g} {kind}s per "
-                              f"trial, but the Ray cluster has {has:g}")
-
-
 def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
                options: RunOptions, storage: Path,
                on_done: Callable[[str, dict[str, Any]], None]) -> Stage1First:
@@ -207,7 +194,10 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     experiment_id = init_store(uri, experiment.spec.name)
     # Ray first: a cluster that cannot be reached or cannot run a trial leaves no run behind.
     _init_ray(options.address, options.verbose)
-    _check_resources(experiment)
+    import ray
+
+    check_resources(experiment.spec.resources, ray.cluster_resources(), "the Ray cluster",
+                    experiment.path)
     outcome = _open_sweep(experiment, uri, experiment_id, options)
     try:
         pending = _pending(trials, outcome, options.resume)

@@ -1,0 +1,38 @@
+"""What a trial asks for against what is there: the Ray cluster, or this machine before Ray
+starts (a dry run). A trial that asks for more than the whole of it would wait forever."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from harness.config import ResourcesConfig
+from harness.errors import ConfigError
+
+
+def machine_resources() -> dict[str, float]:
+    """CPUs and GPUs a local Ray would see: os.cpu_count(), and the GPUs CUDA_VISIBLE_DEVICES
+    names or `nvidia-smi -L` lists (none without the tool)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = len([device for device in visible.split(",") if device.strip()])
+    elif shutil.which("nvidia-smi"):
+        listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True,
+                                timeout=30)
+        gpus = sum(line.startswith("GPU ") for line in listed.stdout.splitlines())
+    else:
+        gpus = 0
+    return {"CPU": float(os.cpu_count() or 1), "GPU": float(gpus)}
+
+
+def check_resources(resources: ResourcesConfig, available: dict[str, float],
+                    where: str, file: str | Path | None = None) -> None:
+    """ConfigError naming `resources.<key>` when a trial asks for more than `available`."""
+    for key, asked, kind in (("cpus_per_trial", resources.cpus_per_trial, "CPU"),
+                             ("gpus_per_trial", resources.gpus_per_trial, "GPU")):
+        has = available.get(kind, 0.0)
+        if asked > has:
+            raise ConfigError(file, f"resources.{key}", f"{asked:g} {kind}s per trial, but "
+                              f"{where} has {has:g}")
