@@ -81,24 +81,25 @@ def test_sweep_runs_four_trials_two_at_a_time_into_sqlite(tiny_experiment: Path)
 
 
 def test_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
-    # 1000 images is more than the eval split has: the second trial raises at run time.
+    # A gDDCM setting the algorithm cannot run (40 whole steps in T = 20) is valid config:
+    # the second trial raises at run time, as a cross in the seed's tables.
     path = write_experiment(tmp_path, seeds=[0],
-                            stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "add"},
-                            eval={"metrics": [], "num_images": {"sweep": [16, 1000]}})
+                            stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "add", "T": 20},
+                            gddcm={"p": 0.5, "K": 16, "N": {"sweep": [5, 40]},
+                                   "final_steps": 2, "batch_size": 16})
     result = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path)
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED" in result.stdout and "eval.num_images=1000" in result.stdout
+    assert "FAILED" in result.stdout and "gddcm.N: N = 40 steps do not fit" in result.stdout
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    trials = {run.data.params["eval.num_images"]: run for run in by_stage(store_runs(uri),
-                                                                           "trial")}
-    assert trials["16"].info.status == "FINISHED"
-    failed = trials["1000"]
+    trials = {run.data.params["gddcm.N"]: run for run in by_stage(store_runs(uri), "trial")}
+    assert trials["5"].info.status == "FINISHED"
+    failed = trials["40"]
     assert failed.info.status == "FAILED"
-    assert "only 32 images" in failed.data.tags["error"]
+    assert "gddcm.N" in failed.data.tags["error"]
     traceback = MlflowClient(uri).download_artifacts(failed.info.run_id, "traceback.txt",
                                                      str(tmp_path))
-    assert "ValueError" in Path(traceback).read_text()
+    assert "ConfigError" in Path(traceback).read_text()
     assert by_stage(store_runs(uri), "sweep")[0].info.status == "FAILED"
 
     again = run_harness(["run", str(path), "--resume", "--allow-failures", "--no-progress"],
