@@ -109,6 +109,9 @@ def _init_ray(address: str | None, verbose: bool) -> None:
     # Results go to MLflow; Tune's own CSV/JSON/TensorBoard loggers only cost driver time
     # (the TensorBoard one took 11 s on its first result in benchmarks/sweep_overhead.py).
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    if not verbose:  # a failed trial is one line of ours, not Tune's traceback
+        os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+        logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     if address and (Path.home().joinpath(".ray", "auth_token").is_file()
                     or "RAY_AUTH_TOKEN" in os.environ):
         # `ray start` enables token auth by default, but a driver given an explicit address
