@@ -99,9 +99,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{experiment.spec.name}: {len(trials)} trials, {len(shared)} stage-1 job"
           f"{'s' if len(shared) != 1 else ''} (dataset {experiment.dataset_path})")
     if args.dry_run:
-        if not (args.address or os.environ.get("RAY_ADDRESS")):  # else the cluster decides
-            from harness.experiment.resources import check_resources, machine_resources
+        from harness.experiment.resources import (
+            check_reachable,
+            check_resources,
+            machine_resources,
+        )
 
+        address = args.address or os.environ.get("RAY_ADDRESS")
+        if address and address not in ("auto", "local"):  # the cluster decides resources
+            check_reachable(address, "--address" if args.address else "RAY_ADDRESS")
+        elif not address:
             check_resources(experiment.spec.resources, machine_resources(), "this machine",
                             experiment.path)
         print(trial_table(trials))

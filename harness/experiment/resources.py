@@ -1,10 +1,12 @@
-"""What a trial asks for against what is there: the Ray cluster, or this machine before Ray
-starts (a dry run). A trial that asks for more than the whole of it would wait forever."""
+"""What a sweep needs against what is there: a Ray head that answers, and per-trial CPUs and
+GPUs within the cluster (or, before Ray starts, this machine). Ray itself would wait forever
+for either."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 from pathlib import Path
 
@@ -36,3 +38,17 @@ def check_resources(resources: ResourcesConfig, available: dict[str, float],
         if asked > has:
             raise ConfigError(file, f"resources.{key}", f"{asked:g} {kind}s per trial, but "
                               f"{where} has {has:g}")
+
+
+ADDRESS_WAIT_SECONDS = 10.0
+
+
+def check_reachable(address: str, key: str) -> None:
+    """A bounded wait for the head's port: Ray itself would wait for as long as one lets it."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=ADDRESS_WAIT_SECONDS).close()
+    except (OSError, ValueError) as error:
+        raise ConfigError(None, key, f"no Ray head answers at {address} (waited "
+                          f"{ADDRESS_WAIT_SECONDS:g} s: {error}); start one with `ray start "
+                          "--head` or leave the address out for a local Ray") from None

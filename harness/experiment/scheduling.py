@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -27,7 +26,7 @@ from harness.cache import default_cache_dir
 from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
-from harness.experiment.resources import check_resources
+from harness.experiment.resources import check_reachable, check_resources
 from harness.sweep import Trial, shared_stage1
 from harness.tracking import (
     STAGE_STAGE1,
@@ -87,20 +86,6 @@ def _tune_entry(config: dict[str, Any]) -> None:
                     for name, value in result.get("metrics", {}).items()}})
 
 
-ADDRESS_WAIT_SECONDS = 10.0
-
-
-def _check_reachable(address: str, key: str) -> None:
-    """A bounded wait for the head's port: Ray itself would wait for as long as one lets it."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=ADDRESS_WAIT_SECONDS).close()
-    except (OSError, ValueError) as error:
-        raise ConfigError(None, key, f"no Ray head answers at {address} (waited "
-                          f"{ADDRESS_WAIT_SECONDS:g} s: {error}); start one with `ray start "
-                          "--head` or leave the address out for a local Ray") from None
-
-
 def _init_ray(address: str | None, verbose: bool) -> None:
     key = "--address" if address else "RAY_ADDRESS"
     address = address or os.environ.get("RAY_ADDRESS")
@@ -124,7 +109,7 @@ def _init_ray(address: str | None, verbose: bool) -> None:
     settings: dict[str, Any] = {"log_to_driver": verbose, "configure_logging": False}
     if address:
         if address not in ("auto", "local"):
-            _check_reachable(address, key)
+            check_reachable(address, key)
         log.info("joining the Ray cluster at %s", address)
         ray.init(address=address, **settings)
     else:

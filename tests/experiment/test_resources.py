@@ -35,3 +35,15 @@ def test_the_dry_run_refuses_what_this_machine_cannot_run(tmp_path: Path) -> Non
     result = run_harness(["run", str(path), "--dry-run", "--set",
                           "resources.cpus_per_trial=100000"], cwd=tmp_path)
     assert result.returncode == 2 and "resources.cpus_per_trial" in result.stderr
+
+
+def test_the_dry_run_refuses_an_address_where_nothing_answers(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nothing listens once it is closed
+    path = write_experiment(tmp_path)
+    result = run_harness(["run", str(path), "--dry-run", "--address", f"127.0.0.1:{port}"],
+                         cwd=tmp_path)
+    assert result.returncode == 2 and "--address: no Ray head answers" in result.stderr
