@@ -223,6 +223,11 @@ def test_sweep_joins_a_ray_cluster_started_with_ray_start(tmp_path: Path) -> Non
         assert f"joining the Ray cluster at 127.0.0.1:{port}" in result.stderr
         trials = by_stage(store_runs(f"sqlite:///{tmp_path / 'mlflow.db'}"), "trial")
         assert len(trials) == 2 and all(run.info.status == "FINISHED" for run in trials)
+        # Without --address a sweep starts its own Ray beside that cluster (it used to try
+        # to join it and die with a ValueError).
+        local = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path)
+        assert local.returncode == 0, local.stdout + local.stderr
+        assert "joining the Ray cluster" not in local.stderr
     finally:
         stop_group(head)
 
@@ -259,7 +264,7 @@ def test_what_ray_cannot_run_is_refused_before_any_run(tmp_path: Path, args: lis
     assert store_runs(f"sqlite:///{tmp_path / 'mlflow.db'}") == []
 
 
-def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 90,
+def _wait_for_port(port: int, process: subprocess.Popen, timeout: float = 600,
                    what: str = "mlflow server") -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
