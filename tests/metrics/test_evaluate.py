@@ -1,0 +1,31 @@
+"""Tests of harness.metrics.evaluate: provenance of results, their MLflow fields, dispatch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.metrics.evaluate import evaluate, evaluate_pairs
+from harness.metrics.result import mlflow_fields
+from harness.metrics.sets import evaluate_sets
+from harness.weights import WeightsStore
+from tests.metrics.helpers import noisy
+
+
+def test_evaluate_records_provenance_and_flattens_for_mlflow(weights: WeightsStore,
+                                                             real: np.ndarray) -> None:
+    results = evaluate_pairs(real[:4], noisy(real[:4], 8), ["psnr", "lpips"])
+    assert results[1].extractor and results[1].weights_sha256 == weights.resolve(
+        "lpips-alex").sha256
+    fields = mlflow_fields([*results, *evaluate_sets(None, real[:12], ["is"])], "recon/")
+    assert set(fields.metrics) == {"recon/psnr", "recon/lpips"}
+    assert fields.params["recon/lpips.weights_sha256"] == results[1].weights_sha256
+    assert fields.params["recon/psnr.num_images"] == "4"
+    assert "logits" in fields.tags["recon/is.unavailable"]
+
+
+def test_evaluate_dispatches_by_name(weights: WeightsStore, real: np.ndarray) -> None:
+    with pytest.raises(KeyError, match="nope"):
+        evaluate(real[:4], real[:4], ["psnr", "nope"])
+    results = evaluate(real[:4], real[:4], ["l1", "ssim"])
+    assert [(r.name, r.value) for r in results] == [("l1", 0.0), ("ssim", 1.0)]
