@@ -37,11 +37,13 @@ def reference_split(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, 
 def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: TrackedRun
               ) -> dict[str, float]:
     """Stage 1 -> stage 2 -> samples and their set metrics (or, with `gddcm`, tokenized eval
-    images and their reconstruction metrics); returns the metrics it logged."""
+    images and their reconstruction metrics); returns every metric it logged (the sweep's
+    summary shows them)."""
     check_metric_names(config)
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
-    run.log_metrics({"stage1/cache_hit": float(not stage1_built)} |
-                    {"stage1/" + key: value for key, value in stage1_summary.items()})
+    stage1_metrics = {"stage1/cache_hit": float(not stage1_built)} | {
+        "stage1/" + key: value for key, value in stage1_summary.items()}
+    run.log_metrics(stage1_metrics)
     reference, reference_key = reference_split(config, dataset)
     watch = (periodic_evaluation(config, stage1, reference, reference_key, cache, run)
              if config.stage2.eval_every else None)
@@ -56,4 +58,4 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
         metrics |= sample_and_evaluate(config, stage1, stage2, reference, reference_key,
                                        cache, run)
     run.log_metrics(metrics)
-    return metrics
+    return stage1_metrics | metrics

@@ -67,7 +67,7 @@ def test_trials_share_stage2_sample_and_log_set_metrics(tmp_path: Path,
 
 
 def test_unknown_metric_names_name_the_file_and_key_at_expansion(tmp_path: Path) -> None:
-    path = write_experiment(tmp_path, eval={"metrics": ["fid", "psnr"]})
+    path = write_experiment(tmp_path, eval={"metrics": ["fid", "psnr"], "num_images": 16})
     with pytest.raises(ConfigError, match=r"tiny\.yaml: eval\.metrics: unknown set metric"):
         expand(load_experiment(path))
     path = write_experiment(tmp_path, stage1=TINY_EXPERIMENT["stage1"] | {
