@@ -9,10 +9,12 @@ from harness.sweep import Trial
 
 def outcome_table(outcome: SweepOutcome, trials: list[Trial],
                   metrics: list[str] | None = None) -> str:
-    """One row per trial: status, swept values, then `metrics` (default: every metric)."""
+    """One row per trial: status, swept values, then `metrics` (default: every metric but
+    the shared stage 1's)."""
     metric_names = metrics or sorted({name for result in outcome.results.values()
                                       for name in result.get("metrics", {})
-                                      if not name.endswith(("num_images", "images_per_second"))})
+                                      if not name.endswith(("num_images", "images_per_second"))
+                                      and not name.startswith("stage1/")})
     swept = list(dict.fromkeys(key for trial in trials for key in trial.swept))
     header = ["trial", "status", *swept, *metric_names]
     rows = []
