@@ -61,6 +61,47 @@ class Trial:
         return f"{self.config.name}-{self.index:03d}-{self.config_hash[:8]}"
 
 
+SHORT_VALUE = 24  # longer values (and whole-section sweeps) are named by a hash
+
+
+def _short(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+    if isinstance(value, dict | list) or len(text) > SHORT_VALUE:
+        return "#" + config_hash({"value": value})[:6]
+    return text
+
+
+def run_names(trials: list[Trial]) -> dict[str, str]:
+    """Trial id -> a run name that says the arm: the swept values, `fusion=add seed=0`.
+
+    A key is its last path segment unless two swept keys share it; long values and whole
+    sections are a short hash of the value; a name used twice gets its trial index.
+    """
+    keys = list(dict.fromkeys(key for trial in trials for key in trial.swept))
+    last = [key.rsplit(".", 1)[-1] for key in keys]
+    label = {key: short if last.count(short) == 1 else key for key, short in zip(keys, last,
+                                                                              strict=True)}
+    names = {trial.trial_id: " ".join(f"{label[key]}={_short(value)}"
+                                      for key, value in trial.swept.items())
+             or trial.config.name for trial in trials}
+    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return {trial.trial_id: f"{names[trial.trial_id]} #{trial.index}"
+            if names[trial.trial_id] in repeated else names[trial.trial_id] for trial in trials}
+
+
+def stage1_run_names(groups: dict[str, list[Trial]]) -> dict[str, str]:
+    """Stage-1 hash -> what the job builds, `stage1 conv_ae f=4`, with K for a VQ model and
+    the hash where two jobs would read the same."""
+    names = {}
+    for key, members in groups.items():
+        stage1 = members[0].config.stage1
+        names[key] = f"stage1 {stage1.kind} f={stage1.f}" + (
+            f" K={stage1.K}" if stage1.kind == "ivq_vae" else "")
+    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
+    return {key: f"{name} #{key[:6]}" if name in repeated else name
+            for key, name in names.items()}
+
+
 def find_leaves(experiment: Experiment) -> list[SweepLeaf]:
     """Every sweep-spec leaf in the config sections, checked for shape."""
     leaves: list[SweepLeaf] = []

@@ -81,3 +81,20 @@ def test_sizes_the_data_or_the_process_cannot_meet_are_refused_at_expansion(
     with pytest.raises(ConfigError) as caught:
         expand(load_experiment(path))
     assert caught.value.key == key and message in caught.value.message
+
+
+def test_run_names_say_the_arm_and_are_unique(tmp_path: Path) -> None:
+    from harness.sweep import run_names, stage1_run_names
+
+    path = write_experiment(tmp_path)  # fusion {add, concat} x seeds {0, 1}
+    trials = expand(load_experiment(path))
+    names = run_names(trials)
+    assert sorted(names.values()) == ["fusion=add seed=0", "fusion=add seed=1",
+                                      "fusion=concat seed=0", "fusion=concat seed=1"]
+    assert list(stage1_run_names(shared_stage1(trials)).values()) == ["stage1 conv_ae f=2"]
+    whole = write_experiment(tmp_path, "whole.yaml", seeds=[0], stage1={"sweep": [
+        {"kind": "conv_ae", "f": 2, "channels": 8, "train_steps": 5},
+        {"kind": "conv_ae", "f": 4, "channels": 8, "train_steps": 5}]})
+    named = run_names(expand(load_experiment(whole)))
+    assert len(set(named.values())) == 4  # two sections x two fusions, hashed sections
+    assert all(name.startswith("stage1=#") for name in named.values())

@@ -47,6 +47,7 @@ class TrialSpec:
     parent_run_id: str
     sweep_id: str
     cpus: float
+    run_name: str = ""  # what the MLflow run is called (harness.sweep.run_names); the id if ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,11 +56,12 @@ class TrialSpec:
         return base_tags(self.sweep_id, self.kind) | {
             "trial_id": self.trial_id, "config_hash": self.config_hash,
             "stage1_hash": self.stage1_hash, "dataset": self.config["dataset"],
-            "swept": json.dumps(self.swept, sort_keys=True)}
+            "swept": json.dumps(self.swept, sort_keys=True)} | {
+            f"swept.{key}": str(value) for key, value in self.swept.items()}
 
     def open_run(self, params: dict[str, Any]) -> TrackedRun:
         return TrackedRun(self.tracking_uri, self.experiment_id, self.parent_run_id,
-                          self.trial_id, self.tags(), flatten(params))
+                          self.run_name or self.trial_id, self.tags(), flatten(params))
 
 
 def stage1_job(spec: TrialSpec) -> dict[str, Any]:

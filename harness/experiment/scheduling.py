@@ -27,11 +27,10 @@ from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
 from harness.experiment.resources import check_reachable, check_resources
-from harness.sweep import Trial, shared_stage1
+from harness.sweep import Trial, run_names, shared_stage1, stage1_run_names
 from harness.tracking import (
     STAGE_STAGE1,
     STAGE_TRIAL,
-    TrackedRun,
     child_runs,
     create_sweep_run,
     flatten,
@@ -190,7 +189,7 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     try:
         pending = _pending(trials, outcome, options.resume)
         if pending:
-            _run_pending(experiment, pending, options, outcome)
+            _run_pending(experiment, pending, run_names(trials), options, outcome)
         else:
             log.info("nothing to run: every trial of sweep %s has a FINISHED run",
                      outcome.sweep_id)
@@ -203,8 +202,8 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     return outcome
 
 
-def _run_pending(experiment: Experiment, pending: list[Trial], options: RunOptions,
-                 outcome: SweepOutcome) -> None:
+def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, str],
+                 options: RunOptions, outcome: SweepOutcome) -> None:
     """The stage-1 jobs and trials of `pending` through one Tuner; outcomes into `outcome`."""
     from tqdm import tqdm
 
@@ -212,15 +211,21 @@ def _run_pending(experiment: Experiment, pending: list[Trial], options: RunOptio
     storage = cache_dir.parent / "ray_results"
     cpus = experiment.spec.resources.cpus_per_trial
 
-    def spec_for(trial: Trial, kind: str, trial_id: str) -> TrialSpec:
+    def spec_for(trial: Trial, kind: str, trial_id: str, swept: dict[str, Any],
+                 run_name: str) -> TrialSpec:
         return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
-                         trial.stage1_hash, trial.swept, str(experiment.dataset_path),
+                         trial.stage1_hash, swept, str(experiment.dataset_path),
                          str(cache_dir), outcome.tracking_uri, outcome.experiment_id,
-                         outcome.parent_run_id, outcome.sweep_id, cpus)
+                         outcome.parent_run_id, outcome.sweep_id, cpus, run_name)
 
-    jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}"),
-             [spec_for(trial, STAGE_TRIAL, trial.trial_id) for trial in members])
-            for key, members in shared_stage1(pending).items()]
+    groups = shared_stage1(pending)
+    job_names = stage1_run_names(groups)
+    jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}",
+                      {k: v for k, v in members[0].swept.items() if k.startswith("stage1.")},
+                      job_names[key]),
+             [spec_for(trial, STAGE_TRIAL, trial.trial_id, trial.swept, names[trial.trial_id])
+              for trial in members])
+            for key, members in groups.items()]
     job_ids = {job.trial_id for job, _ in jobs}
     stage1_results: dict[str, dict[str, Any]] = {}
     bar = tqdm(total=len(jobs) + len(pending), desc="trials", unit="job",
@@ -287,8 +292,7 @@ def _pending(trials: list[Trial], outcome: SweepOutcome, resume: bool) -> list[T
 def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dict[str, Any]:
     """A trial whose stage-1 job failed still gets a FAILED run that says why."""
     reason = f"its stage-1 job failed: {stage1_result.get('error')}"
-    with TrackedRun(spec.tracking_uri, spec.experiment_id, spec.parent_run_id, spec.trial_id,
-                    spec.tags(), flatten(spec.config)) as run:
+    with spec.open_run(spec.config) as run:
         raise RuntimeError(reason)
     return {"status": run.status, "error": reason}
 

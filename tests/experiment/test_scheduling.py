@@ -58,6 +58,11 @@ def test_sweep_runs_four_trials_two_at_a_time_into_sqlite(tiny_experiment: Path)
     assert len(by_stage(runs, "stage1")) == 1  # four trials share one stage-1 model
     assert sorted(run.data.params["stage2.fusion"] for run in trials) == [
         "add", "add", "concat", "concat"]
+    assert sorted(run.info.run_name for run in trials) == [  # the arm, at first sight
+        "fusion=add seed=0", "fusion=add seed=1", "fusion=concat seed=0", "fusion=concat seed=1"]
+    assert sorted(run.data.tags["swept.stage2.fusion"] for run in trials) == [
+        "add", "add", "concat", "concat"]
+    assert [run.info.run_name for run in by_stage(runs, "stage1")] == ["stage1 conv_ae f=2"]
     client = MlflowClient(uri)
     for run in trials:
         assert run.info.status == "FINISHED"
