@@ -9,6 +9,7 @@ working directories.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -48,14 +49,36 @@ def local_artifact_root(uri: str) -> str | None:
     return None
 
 
-def init_store(uri: str, experiment_name: str) -> str:
-    """Create (or migrate) the store and the MLflow experiment; return the experiment id."""
+# MLflow's UI opens an experiment of this kind on its runs (not on the GenAI overview).
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
+DESCRIPTION_TAG = "mlflow.note.content"
+
+
+def init_store(uri: str, experiment_name: str, description: str = "") -> str:
+    """Create (or migrate) the store and the MLflow experiment, a model-training experiment
+    with the experiment file's description; return the experiment id."""
     client = MlflowClient(uri)
+    tags = EXPERIMENT_KIND | ({DESCRIPTION_TAG: description} if description else {})
     found = client.get_experiment_by_name(experiment_name)
-    if found is not None:
-        return found.experiment_id
-    return client.create_experiment(experiment_name,
-                                    artifact_location=local_artifact_root(uri))
+    if found is None:
+        return client.create_experiment(experiment_name, tags=tags,
+                                        artifact_location=local_artifact_root(uri))
+    for key, value in tags.items():
+        if found.tags.get(key) != value:
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return found.experiment_id
+
+
+def log_dataset(client: MlflowClient, run_id: str, name: str, content_hash: str,
+                manifest: str, splits: dict[str, int], resolution: int) -> None:
+    """The run's data as an MLflow dataset input (the UI's Dataset column and filter)."""
+    from mlflow.entities import Dataset, DatasetInput, InputTag
+
+    dataset = Dataset(name=name, digest=content_hash[:16], source_type="local",
+                      source=json.dumps({"uri": manifest}),
+                      profile=json.dumps(splits | {"resolution": resolution}))
+    client.log_inputs(run_id, datasets=[DatasetInput(dataset, [
+        InputTag("mlflow.data.context", "training")])])
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, str]:

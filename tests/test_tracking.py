@@ -84,3 +84,13 @@ def test_harness_ui_serves_the_store(tmp_path: Path) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(ui.pid, signal.SIGKILL)
+
+
+def test_the_experiment_opens_on_its_runs_with_its_description(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    experiment_id = init_store(uri, "fusion")
+    tags = MlflowClient(uri).get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert init_store(uri, "fusion", "FFTD fusion modes") == experiment_id
+    tags = MlflowClient(uri).get_experiment(experiment_id).tags
+    assert tags["mlflow.note.content"] == "FFTD fusion modes"

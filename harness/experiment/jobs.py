@@ -20,12 +20,19 @@ import yaml
 
 from harness.cache import ArtifactCache
 from harness.config import TrialConfig
-from harness.data import load_dataset
+from harness.data import Dataset, load_dataset
 from harness.experiment.trial import run_trial
 from harness.keys import stage1_eval_key, stage1_key
 from harness.runtime import deterministic_torch
 from harness.stages.stage1 import load_stage1
-from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, TrackedRun, base_tags, flatten
+from harness.tracking import (
+    STAGE_STAGE1,
+    STAGE_TRIAL,
+    TrackedRun,
+    base_tags,
+    flatten,
+    log_dataset,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,12 @@ class TrialSpec:
             "swept": json.dumps(self.swept, sort_keys=True)} | {
             f"swept.{key}": str(value) for key, value in self.swept.items()}
 
+    def log_dataset(self, run: TrackedRun, dataset: Dataset) -> None:
+        run.set_tags({"dataset_hash": dataset.content_hash})
+        log_dataset(run.client, run.run_id, dataset.name, dataset.content_hash,
+                    self.dataset_path, {"train": len(dataset.train), "eval": len(dataset.eval)},
+                    dataset.resolution)
+
     def open_run(self, params: dict[str, Any]) -> TrackedRun:
         return TrackedRun(self.tracking_uri, self.experiment_id, self.parent_run_id,
                           self.run_name or self.trial_id, self.tags(), flatten(params))
@@ -79,7 +92,7 @@ def stage1_job(spec: TrialSpec) -> dict[str, Any]:
     with spec.open_run({"stage1": config.stage1.model_dump(mode="json"),
                         "dataset": config.dataset}) as run:
         dataset = load_dataset(spec.dataset_path)  # a missing or corrupt dataset fails here
-        run.set_tags({"dataset_hash": dataset.content_hash})
+        spec.log_dataset(run, dataset)
         _, summary, built = load_stage1(config.stage1, dataset, cache, run)
         run.log_metrics({"stage1/" + key: value for key, value in summary.items()})
         run.log_metrics({"stage1/cache_hit": float(not built)})
@@ -94,7 +107,7 @@ def trial_job(spec: TrialSpec) -> dict[str, Any]:
         run.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
                      "config.yaml")
         dataset = load_dataset(spec.dataset_path)
-        run.set_tags({"dataset_hash": dataset.content_hash})
+        spec.log_dataset(run, dataset)
         torch.manual_seed(config.seed)
         metrics = run_trial(config, dataset, ArtifactCache(Path(spec.cache_dir)), run)
     return {"status": run.status, "error": run.error, "run_id": run.run_id,

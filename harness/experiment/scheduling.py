@@ -178,7 +178,7 @@ def run_sweep(experiment: Experiment, trials: list[Trial], options: RunOptions) 
     """Schedule every trial of the experiment; return what happened to each. The sweep run is
     opened once Ray is up and ends FINISHED, FAILED or KILLED on every way out."""
     uri = tracking_uri(options.tracking_uri)
-    experiment_id = init_store(uri, experiment.spec.name)
+    experiment_id = init_store(uri, experiment.spec.name, experiment.spec.description)
     # Ray first: a cluster that cannot be reached or cannot run a trial leaves no run behind.
     _init_ray(options.address, options.verbose)
     import ray

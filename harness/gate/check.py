@@ -143,8 +143,9 @@ def trial_label(trial: Trial) -> str:
 
 
 def _n_of(run: Run, metric: str) -> int | None:
-    """N of a logged metric: its `<metric>.num_images` param, else `<prefix>/num_images`."""
-    text = run.data.params.get(f"{metric}.num_images")
+    """N of a logged metric: its `<metric>.num_images` tag (a param in runs logged before
+    provenance moved to tags), else the `<prefix>/num_images` metric."""
+    text = run.data.tags.get(f"{metric}.num_images", run.data.params.get(f"{metric}.num_images"))
     if text is None and "/" in metric:
         value = run.data.metrics.get(f"{metric.rsplit('/', 1)[0]}/num_images")
         text = None if value is None else str(int(value))

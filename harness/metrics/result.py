@@ -32,13 +32,13 @@ def unavailable(name: str, reason: str, num_images: int) -> MetricResult:
 @dataclass(frozen=True)
 class MlflowFields:
     metrics: dict[str, float]
-    params: dict[str, str]
-    tags: dict[str, str]
+    tags: dict[str, str]  # provenance (N, extractor, weights hash) and unavailable reasons
 
 
 def mlflow_fields(results: list[MetricResult], prefix: str = "") -> MlflowFields:
-    """Values as metrics; N, extractor and weights hash as params; unavailable reasons as tags."""
-    metrics, params, tags = {}, {}, {}
+    """Values as metrics; N, extractor, weights hash and unavailable reasons as tags, so that
+    a run's params are its configuration alone."""
+    metrics, tags = {}, {}
     for result in results:
         key = prefix + result.name
         if result.value is not None and math.isfinite(result.value):
@@ -47,11 +47,11 @@ def mlflow_fields(results: list[MetricResult], prefix: str = "") -> MlflowFields
             tags[f"{key}.unavailable"] = f"not finite ({result.value})"
         if result.unavailable_reason is not None:
             tags[f"{key}.unavailable"] = result.unavailable_reason[:5000]
-        params[f"{key}.num_images"] = str(result.num_images)
+        tags[f"{key}.num_images"] = str(result.num_images)
         if result.num_reference is not None:
-            params[f"{key}.num_reference"] = str(result.num_reference)
+            tags[f"{key}.num_reference"] = str(result.num_reference)
         if result.extractor is not None:
-            params[f"{key}.extractor"] = result.extractor
+            tags[f"{key}.extractor"] = result.extractor
         if result.weights_sha256 is not None:
-            params[f"{key}.weights_sha256"] = result.weights_sha256
-    return MlflowFields(metrics, params, tags)
+            tags[f"{key}.weights_sha256"] = result.weights_sha256
+    return MlflowFields(metrics, tags)

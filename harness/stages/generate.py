@@ -19,7 +19,7 @@ from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
 from harness.stages.stage2 import EvalHook, Stage2Model, process_of
-from harness.tracking import TrackedRun, log_params
+from harness.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,6 @@ def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Mod
         fields = mlflow_fields(evaluate(reference, samples, config.eval.metrics, cache,
                                         reference_key))
         run.set_tags(fields.tags)
-        log_params(run.client, run.run_id, fields.params)
         metrics |= fields.metrics
     return metrics
 

@@ -41,7 +41,7 @@ from harness.stages.stage1_losses import (
     hinge_d_loss,
     perceptual_term,
 )
-from harness.tracking import TrackedRun, log_params
+from harness.tracking import TrackedRun
 
 log = logging.getLogger(__name__)
 
@@ -255,7 +255,7 @@ def _evaluate_stage1(model: Stage1Model, config: Stage1Config, dataset: Dataset,
         metrics = fields.metrics | latent_statistics(model, originals, EVAL_BATCH)
         metrics |= {"eval_images": float(count), "eval_images_per_second": count / seconds}
         (folder / "evaluation.json").write_text(json.dumps(
-            {"metrics": metrics, "params": fields.params, "tags": fields.tags}, indent=2))
+            {"metrics": metrics, "tags": fields.tags}, indent=2))
         pairs = np.stack([originals[:GRID_IMAGES // 2], reconstructions[:GRID_IMAGES // 2]], 1)
         save_grid(pairs.reshape(-1, *originals.shape[1:]), folder / "reconstructions.png")
     return build
@@ -281,10 +281,10 @@ def load_stage1(config: Stage1Config, dataset: Dataset, cache: ArtifactCache,
     fields = json.loads((evaluation.path / "evaluation.json").read_text())
     summary = json.loads((entry.path / "summary.json").read_text()) | fields["metrics"]
     if run is not None:
-        tags = json.loads((entry.path / "tags.json").read_text()) | fields["tags"]
+        # ("params": provenance that entries written before it moved to tags still hold)
+        tags = (json.loads((entry.path / "tags.json").read_text()) | fields["tags"]
+                | fields.get("params", {}))
         run.set_tags({f"stage1/{key}": value for key, value in tags.items()})
-        log_params(run.client, run.run_id, {f"stage1/{key}": value
-                                            for key, value in fields["params"].items()})
         if evaluation.built:
             run.log_artifact(evaluation.path / "reconstructions.png", "stage1")
     return model, summary, entry.built

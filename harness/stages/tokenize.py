@@ -28,7 +28,7 @@ from harness.metrics.sets import ReferenceKey
 from harness.stages.stage2 import Stage2Model, encode_images, process_of
 from harness.tokenizer.api import tokenize_and_reconstruct
 from harness.tokenizer.model import TokenizerModel
-from harness.tracking import TrackedRun, log_params, scratch_dir
+from harness.tracking import TrackedRun, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,6 @@ def tokenize_and_evaluate(config: TrialConfig, stage1: nn.Module, stage2: Stage2
     names = [*PAIRWISE_RECONSTRUCTION_METRICS, *config.eval.metrics]
     fields = mlflow_fields(evaluate(reference, reconstructions, names, cache, reference_key))
     run.set_tags(fields.tags | {"tokenize/config_hash": tokens.meta["config_hash"]})
-    log_params(run.client, run.run_id, fields.params)
     folder = scratch_dir()
     try:
         tokens.save(folder / "tokens.npz")

@@ -53,8 +53,13 @@ def test_trials_share_stage2_sample_and_log_set_metrics(tmp_path: Path,
     for run in (first, second):
         assert run.data.metrics["sample/num_images"] == 8
         assert run.data.metrics["kid"] > 0  # 8 decoded samples of a 6-step model vs real data
-        assert run.data.params["kid.num_images"] == "8"
-        assert run.data.params["kid.num_reference"] == "16"
+        assert run.data.tags["kid.num_images"] == "8"
+        assert run.data.tags["kid.num_reference"] == "16"
+        assert not [key for key in run.data.params  # the params are the configuration
+                    if key.startswith(("kid.", "is.", "stage1/"))]
+        [data] = run.inputs.dataset_inputs  # the UI's Dataset column
+        assert data.dataset.name == "tiny_shapes" and data.dataset.digest == run.data.tags[
+            "dataset_hash"][:16]
         assert "is" not in run.data.metrics  # the registry weights have no logits layer
         assert "logits" in run.data.tags["is.unavailable"]
         artifacts = {item.path for item in MlflowClient(uri).list_artifacts(run.info.run_id,

@@ -19,8 +19,8 @@ def test_evaluate_records_provenance_and_flattens_for_mlflow(weights: WeightsSto
         "lpips-alex").sha256
     fields = mlflow_fields([*results, *evaluate_sets(None, real[:12], ["is"])], "recon/")
     assert set(fields.metrics) == {"recon/psnr", "recon/lpips"}
-    assert fields.params["recon/lpips.weights_sha256"] == results[1].weights_sha256
-    assert fields.params["recon/psnr.num_images"] == "4"
+    assert fields.tags["recon/lpips.weights_sha256"] == results[1].weights_sha256
+    assert fields.tags["recon/psnr.num_images"] == "4"
     assert "logits" in fields.tags["recon/is.unavailable"]
 
 

@@ -159,7 +159,7 @@ def test_stage1_job_logs_its_evaluation(tmp_path: Path) -> None:
                  "codebook_perplexity"):
         assert f"stage1/{name}" in metrics, name
     assert metrics["stage1/latent_h"] == 8 and metrics["stage1/latent_c"] == 2
-    assert run.data.params["stage1/l1.num_images"] == "8"
+    assert run.data.tags["stage1/l1.num_images"] == "8"
     assert "stage1/lpips" not in metrics and tags["stage1/lpips.unavailable"]  # 16x16 images
     assert "stage1/rfid" in metrics or tags["stage1/rfid.unavailable"]
     assert tags["stage1/perceptual_loss.disabled"] == "perceptual_weight is 0"

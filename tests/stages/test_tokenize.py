@@ -49,7 +49,7 @@ def test_gddcm_trial_logs_metrics_and_tokens_that_decode_bit_for_bit(
         # eval.metrics are computed on the reconstructions: 8 images are enough for KID
         assert "kid.unavailable" not in run.data.tags, run.data.tags
         assert math.isfinite(metrics["kid"]) and metrics["kid_std"] >= 0
-        assert run.data.params["kid.num_images"] == "8"
+        assert run.data.tags["kid.num_images"] == "8"
     assert large.data.metrics["stage2/cache_hit"] == 1  # one stage 2 serves every K
     client.download_artifacts(large.info.run_id, "tokens", str(tmp_path))
     decoded = tmp_path / "decoded.npz"
