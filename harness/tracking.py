@@ -135,6 +135,16 @@ def sweep_runs(uri: str, experiment_id: str) -> list[Run]:
         order_by=["attributes.start_time DESC"], max_results=1000)
 
 
+def sweep_pages(uri: str, base_url: str) -> list[tuple[str, str]]:
+    """(experiment, URL of its latest sweep run's page in the MLflow UI at base_url)."""
+    pages = []
+    for experiment in MlflowClient(uri).search_experiments():
+        latest = sweep_runs(uri, experiment.experiment_id)[:1]
+        pages += [(experiment.name, f"{base_url}/#/experiments/{experiment.experiment_id}/"
+                   f"runs/{run.info.run_id}") for run in latest]
+    return pages
+
+
 def child_runs(uri: str, experiment_id: str, sweep_id: str, stage: str | None = None
                ) -> list[Run]:
     query = f"tags.sweep_id = '{sweep_id}'"

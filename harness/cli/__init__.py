@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", action="store_true",
                      help="stream the trials' own log lines to this terminal")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-report", action="store_true",
+                     help="do not attach the sweep's report (index.md, tables, plots) to its "
+                          "MLflow run at the end")
     run.set_defaults(handler=cmd_run)
 
     ui = commands.add_parser("ui", help="open the MLflow UI on the harness's store",
@@ -125,19 +128,33 @@ def cmd_run(args: argparse.Namespace) -> int:
                          progress=not args.no_progress)
     outcome = run_sweep(experiment, trials, options)
     print_outcome(outcome, trials, [metric.name for metric in experiment.spec.report.metrics])
+    if not args.no_report and not outcome.interrupted:
+        from harness.reports.command import attach_report
+
+        try:
+            attach_report(args.experiment, args.profile, args.overrides, outcome.tracking_uri,
+                          outcome.sweep_id)
+            print(f"report attached to the sweep run ({outcome.parent_run_id}, report/); "
+                  f"`harness report {args.experiment}` writes it to reports/")
+        except Exception as error:  # the sweep is recorded; a report is a convenience
+            log.warning("the report was not attached: %s", error)
     if outcome.interrupted:
         return 130
     return 1 if outcome.failed and not args.allow_failures else 0
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from harness.tracking import tracking_uri
+    from harness.tracking import sweep_pages, tracking_uri
 
     uri = tracking_uri(args.tracking_uri)
-    if not uri.startswith(("sqlite:", "file:", "postgresql", "mysql")):
+    server = not uri.startswith(("sqlite:", "file:", "postgresql", "mysql"))
+    base_url = uri.rstrip("/") if server else f"http://{args.host}:{args.port}"
+    for name, url in sweep_pages(uri, base_url):  # each with the report under its artifacts
+        print(f"latest sweep of {name}: {url}")
+    if server:
         print(f"{uri} is a tracking server: open it in a browser.")
         return 0
-    print(f"MLflow UI for {uri} at http://{args.host}:{args.port} (Ctrl-C to stop)")
+    print(f"MLflow UI for {uri} at {base_url} (Ctrl-C to stop)")
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
                "--host", args.host, "--port", str(args.port)]
     return run_server(command)

@@ -33,6 +33,36 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     report.set_defaults(handler=cmd_report)
 
 
+def attach_report(experiment: Path, profiles: list[str], overrides: list[str], uri: str,
+                  sweep_id: str | None, out: Path | None = None, command: str = ""
+                  ) -> tuple[Any, Any]:
+    """Write the report of a sweep (into `out`, else a temporary folder) and attach its
+    index.md, tables and plots to the sweep run as artifacts under `report/`, so the MLflow
+    UI shows it; returns (sweep, report)."""
+    import shutil
+    import tempfile
+
+    from mlflow.tracking import MlflowClient
+
+    from harness.reports.loading import load_sweep
+    from harness.reports.report import write_report
+    from harness.reports.settings import from_experiment
+
+    spec, raw = load_spec(experiment, profiles, overrides)
+    settings = from_experiment(spec.report, raw, experiment)
+    sweep = load_sweep(uri, spec.name, sweep_id)
+    folder = out or Path(tempfile.mkdtemp(prefix="harness-report-"))
+    try:
+        report = write_report(sweep, settings, folder, spec.description,
+                              command or f"harness report {experiment} --sweep-id "
+                              f"{sweep.sweep_id}")
+        MlflowClient(uri).log_artifacts(sweep.parent_run_id, str(report.out), "report")
+    finally:
+        if out is None:
+            shutil.rmtree(folder, ignore_errors=True)
+    return sweep, report
+
+
 def load_spec(path: Path, profiles: list[str], overrides: list[str]) -> tuple[Any, dict[str, Any]]:
     """The validated experiment file and its raw YAML, after profiles and overrides."""
     from harness.config import load_experiment
@@ -54,7 +84,7 @@ def _command(args: argparse.Namespace, sweep_id: str) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.reports.loading import load_sweep
-    from harness.reports.report import compare_sweeps, write_report
+    from harness.reports.report import compare_sweeps
     from harness.reports.settings import from_experiment
     from harness.tracking import tracking_uri
 
@@ -65,10 +95,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         first, second = (load_sweep(uri, spec.name, sweep_id) for sweep_id in args.compare)
         print(compare_sweeps(first, second, settings), end="")
         return 0
-    sweep = load_sweep(uri, spec.name, args.sweep_id)
-    report = write_report(sweep, settings, args.out or Path("reports") / spec.name,
-                          spec.description, _command(args, sweep.sweep_id))
+    sweep_id = args.sweep_id or load_sweep(uri, spec.name).sweep_id
+    sweep, report = attach_report(args.experiment, args.profile, args.overrides, uri, sweep_id,
+                                  args.out or Path("reports") / spec.name,
+                                  _command(args, sweep_id))
     print(f"sweep {sweep.sweep_id} ({sweep.date}): {len(report.table.rows)} table rows, "
           f"{len(report.plots)} plots, {len(report.curves)} training curves")
-    print(f"wrote {len(report.files)} files; open {report.out / 'index.md'}")
+    print(f"wrote {len(report.files)} files; open {report.out / 'index.md'} (also attached "
+          f"to the sweep run {sweep.parent_run_id} under report/)")
     return 0

@@ -4,12 +4,14 @@ a sqlite store and a real `mlflow server` on loopback."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -205,8 +207,46 @@ def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
         artifacts = MlflowClient(uri).list_artifacts(trials[0].info.run_id, "images")
         assert [item.path for item in artifacts] == ["images/samples.png"]
         assert not (tmp_path / "mlflow.db").exists()  # nothing went to the default store
+        assert_the_ui_shows_the_arms(uri)
     finally:
         stop_group(server)
+
+
+def rest(uri: str, endpoint: str, body: dict | None = None) -> dict:
+    """One call of MLflow's REST API, as the UI makes it."""
+    request = urllib.request.Request(
+        f"{uri}/api/2.0/mlflow/{endpoint}", method="POST" if body is not None else "GET",
+        data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())
+
+
+def assert_the_ui_shows_the_arms(uri: str) -> None:
+    """What the MLflow UI reads, through the REST API: a model-training experiment with the
+    file's description, runs named by their arm with one tag per swept key, params that are
+    the configuration, the dataset as an input, and the report on the sweep run."""
+    experiment = rest(uri, "experiments/get-by-name?experiment_name=tiny")["experiment"]
+    tags = {tag["key"]: tag["value"] for tag in experiment.get("tags", [])}
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = rest(uri, "runs/search", {"experiment_ids": [experiment["experiment_id"]],
+                                     "max_results": 100})["runs"]
+
+    def tags_of(run: dict) -> dict[str, str]:
+        return {tag["key"]: tag["value"] for tag in run["data"].get("tags", [])}
+
+    trials = [run for run in runs if tags_of(run)["stage"] == "trial"]
+    assert sorted(run["info"]["run_name"] for run in trials) == ["fusion=add", "fusion=concat"]
+    for run in trials:
+        assert tags_of(run)["swept.stage2.fusion"] in ("add", "concat")
+        params = {param["key"] for param in run["data"]["params"]}
+        assert "stage2.fusion" in params and not [p for p in params if p.startswith("stage1/")]
+        [data] = run["inputs"]["dataset_inputs"]
+        assert data["dataset"]["name"] == "tiny_shapes"
+    [sweep] = [run for run in runs if tags_of(run)["stage"] == "sweep"]
+    listed = rest(uri, f"artifacts/list?run_id={sweep['info']['run_id']}&path=report")
+    assert {"report/index.md", "report/table.md", "report/table.csv"} <= {
+        item["path"] for item in listed["files"]}
 
 
 def test_sweep_joins_a_ray_cluster_started_with_ray_start(tmp_path: Path) -> None:
