@@ -135,13 +135,16 @@ def sweep_runs(uri: str, experiment_id: str) -> list[Run]:
         order_by=["attributes.start_time DESC"], max_results=1000)
 
 
-def sweep_pages(uri: str, base_url: str) -> list[tuple[str, str]]:
-    """(experiment, URL of its latest sweep run's page in the MLflow UI at base_url)."""
+UI_MODE = "?workflowType=machine_learning"  # MLflow 3's UI opens on GenAI pages otherwise
+
+
+def sweep_pages(uri: str, base_url: str) -> list[tuple[str, str, str]]:
+    """(experiment, URL of its runs, URL of its latest sweep run) in the MLflow UI."""
     pages = []
     for experiment in MlflowClient(uri).search_experiments():
-        latest = sweep_runs(uri, experiment.experiment_id)[:1]
-        pages += [(experiment.name, f"{base_url}/#/experiments/{experiment.experiment_id}/"
-                   f"runs/{run.info.run_id}") for run in latest]
+        runs = f"{base_url}/#/experiments/{experiment.experiment_id}"
+        pages += [(experiment.name, runs + UI_MODE, f"{runs}/runs/{run.info.run_id}{UI_MODE}")
+                  for run in sweep_runs(uri, experiment.experiment_id)[:1]]
     return pages
 
 

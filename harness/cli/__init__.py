@@ -149,8 +149,8 @@ def cmd_ui(args: argparse.Namespace) -> int:
     uri = tracking_uri(args.tracking_uri)
     server = not uri.startswith(("sqlite:", "file:", "postgresql", "mysql"))
     base_url = uri.rstrip("/") if server else f"http://{args.host}:{args.port}"
-    for name, url in sweep_pages(uri, base_url):  # each with the report under its artifacts
-        print(f"latest sweep of {name}: {url}")
+    for name, runs, sweep in sweep_pages(uri, base_url):  # the report is under its artifacts
+        print(f"{name}: runs {runs}\n  latest sweep (its report under Artifacts) {sweep}")
     if server:
         print(f"{uri} is a tracking server: open it in a browser.")
         return 0
