@@ -21,17 +21,15 @@ import psutil
 import pytest
 
 from tests.experiment.test_scheduling import (
-    _wait_for_port,
     assert_no_store_errors,
     by_stage,
-    free_port,
+    start_mlflow_server,
     stop_group,
     store_runs,
 )
 from tests.helpers import TINY_EXPERIMENT, harness_env, run_harness, write_experiment
 
 pytestmark = pytest.mark.slow
-BIN = Path(sys.executable).parent
 
 
 def start_driver(path: Path, *args: str) -> subprocess.Popen:
@@ -139,16 +137,8 @@ def test_eight_concurrent_trials_into_sqlite(tmp_path: Path) -> None:
 
 
 def test_eight_concurrent_trials_into_an_mlflow_server(tmp_path: Path) -> None:
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    server, uri = start_mlflow_server(tmp_path)
     try:
-        _wait_for_port(port, server)
         result = run_harness(["run", str(eight_at_once(tmp_path)), "--no-progress"],
                              cwd=tmp_path, MLFLOW_TRACKING_URI=uri)
         assert result.returncode == 0, result.stdout + result.stderr

@@ -187,16 +187,8 @@ def test_killed_driver_resumes_with_one_finished_run_per_trial(tmp_path: Path) -
 
 def test_sweep_logs_to_a_real_mlflow_server(tmp_path: Path) -> None:
     path = write_experiment(tmp_path, seeds=[0])
-    port = free_port()
-    server = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "server-artifacts"), "--workers", "1"],
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
-    uri = f"http://127.0.0.1:{port}"
+    server, uri = start_mlflow_server(tmp_path)
     try:
-        _wait_for_port(port, server)
         result = run_harness(["run", str(path), "--no-progress"], cwd=tmp_path,
                              MLFLOW_TRACKING_URI=uri)
         assert result.returncode == 0, result.stdout + result.stderr
@@ -275,6 +267,23 @@ def test_sweep_joins_a_ray_cluster_started_with_ray_start(tmp_path: Path) -> Non
         assert "joining the Ray cluster" not in local.stderr
     finally:
         stop_group(head)
+
+
+def start_mlflow_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    """A real `mlflow server` on a free loopback port in its own process group, answering."""
+    port = free_port()
+    server = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{folder / 'server.db'}",
+         "--artifacts-destination", str(folder / "server-artifacts"), "--workers", "1"],
+        cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        _wait_for_port(port, server)
+    except BaseException:
+        stop_group(server)
+        raise
+    return server, f"http://127.0.0.1:{port}"
 
 
 def stop_group(process: subprocess.Popen, grace: float = 60) -> None:
