@@ -49,6 +49,6 @@ def check_reachable(address: str, key: str) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=ADDRESS_WAIT_SECONDS).close()
     except (OSError, ValueError) as error:
-        raise ConfigError(None, key, f"no Ray head answers at {address} (waited "
-                          f"{ADDRESS_WAIT_SECONDS:g} s: {error}); start one with `ray start "
+        raise ConfigError(None, key, f"no Ray head answers at {address} within "
+                          f"{ADDRESS_WAIT_SECONDS:g} s ({error}); start one with `ray start "
                           "--head` or leave the address out for a local Ray") from None
