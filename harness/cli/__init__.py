@@ -195,7 +195,8 @@ def cmd_data_show(args: argparse.Namespace) -> int:
 def configure_logging(level: str) -> None:
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(message)s",
                         datefmt="%H:%M:%S")
-    for noisy in ("mlflow", "alembic", "ray", "urllib3", "filelock"):
+    for noisy in ("mlflow", "alembic", "ray", "urllib3", "filelock", "fontTools", "matplotlib",
+                  "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     # Tune's own advice (Tuner.restore, missing result files) does not apply: the harness
     # resumes through MLflow and reports trial results itself.
