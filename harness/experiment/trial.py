@@ -16,6 +16,7 @@ from harness.cache import ArtifactCache
 from harness.config import TrialConfig
 from harness.data import Dataset
 from harness.keys import stage1_key
+from harness.metrics.catalog import describe
 from harness.metrics.sets import ReferenceKey
 from harness.stages.generate import periodic_evaluation, sample_and_evaluate
 from harness.stages.stage1 import load_stage1
@@ -43,7 +44,6 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
     stage1_metrics = {"stage1/cache_hit": float(not stage1_built)} | {
         "stage1/" + key: value for key, value in stage1_summary.items()}
-    run.log_metrics(stage1_metrics)
     reference, reference_key = reference_split(config, dataset)
     watch = (periodic_evaluation(config, stage1, reference, reference_key, cache, run)
              if config.stage2.eval_every else None)
@@ -57,5 +57,12 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
     else:
         metrics |= sample_and_evaluate(config, stage1, stage2, reference, reference_key,
                                        cache, run)
-    run.log_metrics(metrics)
-    return stage1_metrics | metrics
+    metrics = headline_first(metrics | stage1_metrics)
+    run.log_metrics(metrics)  # one batch: MLflow's compare view opens on its first metric
+    return metrics
+
+
+def headline_first(metrics: dict[str, float]) -> dict[str, float]:
+    """The scored metrics (FID, KID, LPIPS, ...) before timings and counts, in their order."""
+    scored = {name: value for name, value in metrics.items() if describe(name) is not None}
+    return scored | metrics

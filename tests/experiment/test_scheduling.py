@@ -235,6 +235,12 @@ def assert_the_ui_shows_the_arms(uri: str) -> None:
         assert "stage2.fusion" in params and not [p for p in params if p.startswith("stage1/")]
         [data] = run["inputs"]["dataset_inputs"]
         assert data["dataset"]["name"] == "tiny_shapes"
+    # The compare view opens on the first metric that all its runs share, in the order the
+    # first lists them: the training loss (logged while it trains) or a score, never
+    # bookkeeping such as stage1/cache_hit.
+    keys = [[metric["key"] for metric in run["data"]["metrics"]] for run in trials]
+    shared = [key for key in keys[0] if all(key in others for others in keys)]
+    assert shared[:2] == ["stage2/train_loss", "stage1/l1"], shared
     [sweep] = [run for run in runs if tags_of(run)["stage"] == "sweep"]
     listed = rest(uri, f"artifacts/list?run_id={sweep['info']['run_id']}&path=report")
     assert {"report/index.md", "report/table.md", "report/table.csv"} <= {
