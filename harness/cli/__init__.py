@@ -102,18 +102,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"{experiment.spec.name}: {len(trials)} trials, {len(shared)} stage-1 job"
           f"{'s' if len(shared) != 1 else ''} (dataset {experiment.dataset_path})")
     if args.dry_run:
-        from harness.experiment.resources import (
-            check_reachable,
-            check_resources,
-            machine_resources,
-        )
+        from harness.experiment.resources import check_before_ray
 
-        address = args.address or os.environ.get("RAY_ADDRESS")
-        if address and address not in ("auto", "local"):  # the cluster decides resources
-            check_reachable(address, "--address" if args.address else "RAY_ADDRESS")
-        elif not address:
-            check_resources(experiment.spec.resources, machine_resources(), "this machine",
-                            experiment.path)
+        check_before_ray(experiment, args.address)
         print(trial_table(trials))
         for number, (key, members) in enumerate(shared.items()):
             print(f"stage-1 job s1-{number} ({key[:12]}) shared by {len(members)} trial"

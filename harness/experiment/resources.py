@@ -10,7 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from harness.config import ResourcesConfig
+from harness.config import Experiment, ResourcesConfig
 from harness.errors import ConfigError
 
 
@@ -52,3 +52,15 @@ def check_reachable(address: str, key: str) -> None:
         raise ConfigError(None, key, f"no Ray head answers at {address} within "
                           f"{ADDRESS_WAIT_SECONDS:g} s ({error}); start one with `ray start "
                           "--head` or leave the address out for a local Ray") from None
+
+
+def check_before_ray(experiment: Experiment, address: str | None) -> None:
+    """What a dry run can check without starting Ray: a cluster's head answers, or this
+    machine has what a trial asks for (a cluster's resources are checked once Ray is up)."""
+    key = "--address" if address else "RAY_ADDRESS"
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address not in ("auto", "local"):
+        check_reachable(address, key)
+    elif not address:
+        check_resources(experiment.spec.resources, machine_resources(), "this machine",
+                        experiment.path)
