@@ -29,7 +29,12 @@ from pydantic import (
 from harness.diffusion import PROCESSES, SAMPLERS
 from harness.errors import ConfigError
 from harness.models import STAGE1, STAGE2
-from harness.registry import check_name
+from harness.registry import registered
+
+Stage1Kind = registered(STAGE1)
+Stage2Kind = registered(STAGE2)
+ProcessName = registered(PROCESSES)
+SamplerName = registered(SAMPLERS)
 
 SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
 
@@ -56,8 +61,9 @@ class Stage1Config(Section):
     + beta * commitment (ivq_vae) or kl_weight * KL (kl).
     """
 
-    kind: str = Field("ivq_vae", description="autoencoder family / latent regularizer, "
-                      "registered in harness.models.STAGE1: " + STAGE1.describe())
+    kind: Stage1Kind = Field("ivq_vae", description="autoencoder family / latent "
+                             "regularizer, registered in harness.models.STAGE1: " +
+                             STAGE1.describe())
     f: int = Field(4, description="spatial compression factor f = H/h = 2^m")
     K: int = Field(256, description="codebook size of the vector quantizer, a power of two")
     latent_channels: int = Field(4, ge=1, description="c of the h x w x c latent")
@@ -91,11 +97,6 @@ class Stage1Config(Section):
     eval_metrics: list[str] = Field(
         default_factory=lambda: list(RECONSTRUCTION_METRICS),
         description="reconstruction metrics of the stage-1 evaluation (harness.metrics names)")
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _known_kind(cls, kind: object) -> object:
-        return check_name(STAGE1, kind)
 
     @field_validator("f")
     @classmethod
@@ -159,8 +160,8 @@ class Stage2Config(Section):
     `eval_every` and `eval_num_samples` set how training is watched, not what it produces,
     so they are not part of the stage-2 cache key (harness.keys)."""
 
-    kind: str = Field("fftd", description="denoiser, registered in harness.models.STAGE2: " +
-                      STAGE2.describe())
+    kind: Stage2Kind = Field("fftd", description="denoiser, registered in "
+                             "harness.models.STAGE2: " + STAGE2.describe())
     fusion: Literal["add", "concat", "adaptive"] = "adaptive"
     channels: int = Field(32, ge=4, description="width of the first FFTD level")
     channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
@@ -169,8 +170,8 @@ class Stage2Config(Section):
     dropout: float = Field(0.0, ge=0, lt=1)
     T: int = Field(500, ge=2, description="number of forward diffusion steps")
     beta_schedule: Literal["linear", "scaled_linear", "cosine"] = "scaled_linear"
-    process: str = Field("ddpm", description="forward process, registered in "
-                         "harness.diffusion.PROCESSES: " + PROCESSES.describe())
+    process: ProcessName = Field("ddpm", description="forward process, registered in "
+                                 "harness.diffusion.PROCESSES: " + PROCESSES.describe())
     prediction: Literal["eps", "v", "x0"] = "eps"
     loss_weighting: Literal["uniform", "min_snr"] = "uniform"
     min_snr_gamma: float = Field(5.0, gt=0)
@@ -181,16 +182,6 @@ class Stage2Config(Section):
     ema: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights")
     eval_every: int = Field(0, ge=0, description="KID (and FID) every N steps; 0: only at the end")
     eval_num_samples: int = Field(64, ge=2, description="samples per periodic evaluation")
-
-    @field_validator("kind", mode="before")
-    @classmethod
-    def _known_kind(cls, kind: object) -> object:
-        return check_name(STAGE2, kind)
-
-    @field_validator("process", mode="before")
-    @classmethod
-    def _known_process(cls, process: object) -> object:
-        return check_name(PROCESSES, process)
 
     @field_validator("prediction")
     @classmethod
@@ -209,17 +200,12 @@ class Stage2Config(Section):
 
 
 class SampleConfig(Section):
-    sampler: str = Field("ddim", description="registered in harness.diffusion.SAMPLERS: " +
-                         SAMPLERS.describe())
+    sampler: SamplerName = Field("ddim", description="registered in "
+                                 "harness.diffusion.SAMPLERS: " + SAMPLERS.describe())
     ddim_steps: int = Field(50, ge=1, description="DDIM steps S out of T")
     eta: float = Field(0.0, ge=0)
     num_samples: int = Field(256, ge=1)
     batch_size: int = Field(128, ge=1)
-
-    @field_validator("sampler", mode="before")
-    @classmethod
-    def _known_sampler(cls, sampler: object) -> object:
-        return check_name(SAMPLERS, sampler)
 
 
 class EvalConfig(Section):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 
 @dataclass
@@ -52,7 +54,12 @@ class Registry:
 
 
 def check_name(registry: Registry, name: object) -> object:
-    """A pydantic validator's body: a registered name passes, another is a ValueError."""
+    """A registered name passes; another is a ValueError naming the known ones."""
     if isinstance(name, str) and name not in registry.names():
         raise ValueError(f"unknown {registry.what} {name!r}; known: {registry.describe()}")
     return name
+
+
+def registered(registry: Registry) -> Any:
+    """The type of a config field that names an entry of `registry`, checked on validation."""
+    return Annotated[str, BeforeValidator(lambda name: check_name(registry, name))]

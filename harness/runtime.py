@@ -1,4 +1,4 @@
-"""How a trial's torch runs: its device, its threads, deterministic kernels, seeded generators.
+"""How a trial's torch runs: its device, its threads, deterministic kernels.
 
 Under `deterministic_torch` the same config and seed give the same numbers on one machine.
 What stays machine-dependent (BLAS and CPU kernels, the number of threads a reduction is
@@ -28,8 +28,3 @@ def deterministic_torch(threads: int) -> None:
 def trial_device() -> torch.device:
     """CUDA when this process can see a GPU (Ray sets CUDA_VISIBLE_DEVICES per trial)."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def seeded_generator(seed: int) -> torch.Generator:
-    """A CPU generator: noise is drawn on the CPU so that a seed means the same everywhere."""
-    return torch.Generator().manual_seed(seed)

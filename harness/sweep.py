@@ -13,6 +13,7 @@ import itertools
 import json
 import math
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,9 +85,7 @@ def run_names(trials: list[Trial]) -> dict[str, str]:
     names = {trial.trial_id: " ".join(f"{label[key]}={_short(value)}"
                                       for key, value in trial.swept.items())
              or trial.config.name for trial in trials}
-    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
-    return {trial.trial_id: f"{names[trial.trial_id]} #{trial.index}"
-            if names[trial.trial_id] in repeated else names[trial.trial_id] for trial in trials}
+    return _unique(names, {trial.trial_id: f"#{trial.index}" for trial in trials})
 
 
 def stage1_run_names(groups: dict[str, list[Trial]]) -> dict[str, str]:
@@ -97,8 +96,13 @@ def stage1_run_names(groups: dict[str, list[Trial]]) -> dict[str, str]:
         stage1 = members[0].config.stage1
         names[key] = f"stage1 {stage1.kind} f={stage1.f}" + (
             f" K={stage1.K}" if stage1.kind == "ivq_vae" else "")
-    repeated = {name for name in names.values() if list(names.values()).count(name) > 1}
-    return {key: f"{name} #{key[:6]}" if name in repeated else name
+    return _unique(names, {key: f"#{key[:6]}" for key in names})
+
+
+def _unique(names: dict[str, str], suffixes: dict[str, str]) -> dict[str, str]:
+    """Each name used more than once gets its suffix."""
+    counts = Counter(names.values())
+    return {key: f"{name} {suffixes[key]}" if counts[name] > 1 else name
             for key, name in names.items()}
 
 

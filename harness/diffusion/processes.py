@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
 import torch
@@ -105,13 +106,17 @@ class DDPM:
 
     @property
     def alpha_bar(self) -> torch.Tensor:
-        return torch.cumprod(1.0 - self.betas, 0)
+        return self._padded_alpha_bar[1:]
+
+    @cached_property
+    def _padded_alpha_bar(self) -> torch.Tensor:
+        """[1, alpha_bar_0, ..., alpha_bar_{T-1}], made once: samplers and gDDCM read it at
+        every step."""
+        return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - self.betas, 0)])
 
     def alpha_bar_at(self, t: torch.Tensor | int) -> torch.Tensor:
         """alpha_bar_t with alpha_bar_{-1} = 1 (the clean end of the chain)."""
-        t = torch.as_tensor(t)
-        padded = torch.cat([torch.ones(1, dtype=torch.float64), self.alpha_bar])
-        return padded[t + 1]
+        return self._padded_alpha_bar[torch.as_tensor(t) + 1]
 
     def alpha(self, t: float) -> float:
         return float(self.alpha_bar_at(int(t))) ** 0.5

@@ -126,9 +126,9 @@ def worker_died(spec: dict[str, Any], error_file: str | None) -> str:
         lines = [line for line in Path(error_file).read_text().splitlines() if line.strip()]
         last = lines[-1].strip() if lines else ""
     reason = f"worker died: {last or 'no error from Ray'}"[:500]
-    runs = [run for run in child_runs(spec["tracking_uri"], spec["experiment_id"],
-                                      spec["sweep_id"])
-            if run.data.tags.get("trial_id") == spec["trial_id"]]
+    runs = MlflowClient(spec["tracking_uri"]).search_runs(
+        [spec["experiment_id"]], filter_string=f"tags.sweep_id = '{spec['sweep_id']}' and "
+        f"tags.trial_id = '{spec['trial_id']}'")
     mark_stale_runs(spec["tracking_uri"], runs, reason, status="FAILED")
     return reason
 
