@@ -33,8 +33,8 @@ import torch
 from timing import paired_medians  # benchmarks/timing.py
 
 from harness.config import GDDCMConfig, Stage2Config
+from harness.diffusion.processes import process_of
 from harness.models import build_stage2
-from harness.stages.stage2 import process_of
 from harness.tokenizer.algorithms import SelectTokens, Tokenizer
 from harness.tokenizer.codebook import gather, select
 from harness.tokenizer.times import resolve_times

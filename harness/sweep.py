@@ -243,9 +243,7 @@ def check_gddcm(config: TrialConfig, resolution: int, file: Path | None) -> None
     dry run of an experiment without one does not)."""
     if config.gddcm is None:
         return
-    from harness.diffusion.processes import make_process
+    from harness.diffusion.processes import process_of
     from harness.tokenizer.times import check_section
 
-    stage2 = config.stage2
-    check_section(config.gddcm, make_process(stage2.process, stage2.beta_schedule, stage2.T),
-                  resolution, config.stage1.f, file)
+    check_section(config.gddcm, process_of(config.stage2), resolution, config.stage1.f, file)

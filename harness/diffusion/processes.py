@@ -21,11 +21,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 
 from harness.diffusion import PROCESSES
+
+if TYPE_CHECKING:
+    from harness.config import Stage2Config
 
 BETA_SCHEDULES = ("linear", "scaled_linear", "cosine")
 
@@ -56,6 +59,11 @@ def make_process(name: str, beta_schedule: str = "scaled_linear", T: int = 500) 
     if name not in PROCESSES.names():
         raise ValueError(f"unknown process {name!r}; expected one of {PROCESSES.names()}")
     return PROCESSES.builder(name)(beta_schedule, T)
+
+
+def process_of(stage2: Stage2Config) -> Process:
+    """The forward process a stage-2 model is trained on."""
+    return make_process(stage2.process, stage2.beta_schedule, stage2.T)
 
 
 def make_betas(kind: str, T: int) -> torch.Tensor:

@@ -14,11 +14,12 @@ from torch import nn
 from harness.cache import ArtifactCache
 from harness.config import SampleConfig, TrialConfig
 from harness.data.tensors import to_uint8
+from harness.diffusion.processes import process_of
 from harness.diffusion.samplers import Sampler, make_sampler, sample
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
-from harness.stages.stage2 import EvalHook, Stage2Model, process_of
+from harness.stages.stage2 import EvalHook, Stage2Model
 from harness.tracking import TrackedRun
 
 log = logging.getLogger(__name__)

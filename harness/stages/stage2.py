@@ -31,7 +31,7 @@ from harness.cache import ArtifactCache
 from harness.config import Stage1Config, Stage2Config, TrialConfig
 from harness.data.tensors import to_model_range
 from harness.diffusion.objectives import make_objective
-from harness.diffusion.processes import Process, make_process
+from harness.diffusion.processes import process_of
 from harness.errors import HarnessError
 from harness.keys import stage2_key
 from harness.models import build_stage1, build_stage2
@@ -56,10 +56,6 @@ class Stage2Model:
 
 
 EvalHook = Callable[[int, Stage2Model], None]  # (step, the EMA model so far)
-
-
-def process_of(config: Stage2Config) -> Process:
-    return make_process(config.process, config.beta_schedule, config.T)
 
 
 @torch.inference_mode()

@@ -22,10 +22,11 @@ from torch import nn
 from harness.cache import ArtifactCache
 from harness.config import PAIRWISE_RECONSTRUCTION_METRICS, TrialConfig
 from harness.data.tensors import to_model_range, to_uint8
+from harness.diffusion.processes import process_of
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
-from harness.stages.stage2 import Stage2Model, encode_images, process_of
+from harness.stages.stage2 import Stage2Model, encode_images
 from harness.tokenizer.api import tokenize_and_reconstruct
 from harness.tokenizer.model import TokenizerModel
 from harness.tracking import TrackedRun, scratch_dir

@@ -11,9 +11,10 @@ import yaml
 
 from harness.cache import ArtifactCache
 from harness.config import Stage1Config, Stage2Config, TrialConfig
+from harness.diffusion.processes import process_of
 from harness.diffusion.samplers import DDIMSampler, sample
 from harness.models import build_stage1
-from harness.stages.stage2 import encode_images, load_entry, load_stage2, process_of, train_stage2
+from harness.stages.stage2 import encode_images, load_entry, load_stage2, train_stage2
 
 TINY_STAGE2 = {"channels": 8, "channel_mult": [1], "heads": 2, "T": 20, "train_steps": 3,
                "batch_size": 4}
