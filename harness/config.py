@@ -214,7 +214,13 @@ class EvalConfig(Section):
     metrics: list[str] = Field(
         default_factory=lambda: ["fid", "kid", "pr", "is"],
         description="set metrics of the samples (harness.metrics names); [] skips them")
-    num_images: int = Field(256, ge=1, description="eval-split images of the reference set")
+    num_images: int = Field(256, ge=1, description="real images of the reference set")
+    reference: Literal["eval", "train"] = Field(
+        "eval", description="the split samples are compared with: eval (held-out crops of the "
+        "training distribution) or train (the CIFAR-10 protocol)")
+    bootstrap: int = Field(
+        100, ge=0, description="bootstrap rounds over the generated set's features for the "
+        "95%% intervals of FID and KID (no new Inception pass); 0: no intervals")
 
 
 class ResourcesConfig(Section):
