@@ -28,7 +28,7 @@ def config_hash(data: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _weights_sha256(network: str) -> str | None:
+def weights_sha256(network: str) -> str | None:
     """sha256 of the weights `network` would load now, None when there are none."""
     from harness.weights import WeightsUnavailable, resolve
 
@@ -41,14 +41,14 @@ def _weights_sha256(network: str) -> str | None:
 def stage1_key(config: Stage1Config, data_hash: str) -> str:
     """A stage-1 model: its config (less the evaluation keys), the data's content, the code,
     and the LPIPS weights its perceptual loss trains with (or none)."""
-    lpips = _weights_sha256(LPIPS_NETWORK) if config.perceptual_weight > 0 else None
+    lpips = weights_sha256(LPIPS_NETWORK) if config.perceptual_weight > 0 else None
     return config_hash({"stage1": config.model_dump(mode="json", exclude=set(STAGE1_EVAL_KEYS)),
                         "data": data_hash, "code": STAGE1_CODE_VERSION, "lpips": lpips})
 
 
 def stage1_eval_key(config: Stage1Config, data_hash: str) -> str:
     """A stage-1 evaluation: the model, its settings, the metric networks' weights."""
-    weights = {network: _weights_sha256(network) for network in EVAL_NETWORKS}
+    weights = {network: weights_sha256(network) for network in EVAL_NETWORKS}
     return config_hash({"model": stage1_key(config, data_hash), "weights": weights,
                         "eval": {key: getattr(config, key) for key in STAGE1_EVAL_KEYS}})
 

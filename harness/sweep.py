@@ -179,7 +179,7 @@ def expand(experiment: Experiment) -> list[Trial]:
                 trial = _make_trial(experiment, len(trials), swept, seed,
                                     seeded=len(spec.seeds) > 1)
                 trial.config.stage1.check_resolution(manifest.resolution, experiment.path)
-                check_sizes(trial.config, manifest.splits.eval, experiment.path)
+                check_sizes(trial.config, manifest.splits.model_dump(), experiment.path)
                 check_metric_names(trial.config, experiment.path)
                 check_gddcm(trial.config, manifest.resolution, experiment.path)
                 trials.append(trial)
@@ -223,11 +223,26 @@ def trial_table(trials: list[Trial]) -> str:
     return format_table(header, rows, rule=True)
 
 
-def check_sizes(config: TrialConfig, eval_split: int, file: str | Path | None = None) -> None:
-    """The reference set must fit in the manifest's eval split."""
-    if config.eval.num_images > eval_split:
+def generates(config: TrialConfig) -> bool:
+    """A trial that samples and scores its samples (not a tokenizer trial, metrics asked)."""
+    return config.gddcm is None and bool(config.eval.metrics)
+
+
+def check_sizes(config: TrialConfig, splits: dict[str, int], file: str | Path | None = None
+                ) -> None:
+    """The reference set must fit in the split `eval.reference` names, and the real-data
+    reference row's num_samples images in the other split."""
+    reference = config.eval.reference
+    if config.eval.num_images > splits[reference]:
         raise ConfigError(file, "eval.num_images", f"{config.eval.num_images} images, but the "
-                          f"eval split of {config.dataset} holds {eval_split}")
+                          f"{reference} split of {config.dataset} holds {splits[reference]} "
+                          f"(eval.reference: {reference})")
+    other = "train" if reference == "eval" else "eval"
+    if generates(config) and config.sample.num_samples > splits[other]:
+        raise ConfigError(file, "sample.num_samples", f"{config.sample.num_samples} samples, "
+                          f"but the real-data reference row compares as many real images "
+                          f"from the {other} split of {config.dataset}, which holds "
+                          f"{splits[other]}")
 
 
 def check_metric_names(config: TrialConfig, file: str | Path | None = None) -> None:

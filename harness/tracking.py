@@ -29,6 +29,7 @@ import harness
 from harness.data import save_grid
 
 STAGE_SWEEP, STAGE_STAGE1, STAGE_TRIAL = "sweep", "stage1", "trial"
+STAGE_REFERENCE = "reference"  # a reference row of a generation sweep (real data, ...)
 MAX_PARAM_LENGTH = 6000
 
 

@@ -1,9 +1,11 @@
-"""What a scheduler calls: a trial spec, and the two kinds of job a sweep is made of.
+"""What a scheduler calls: a trial spec, and the kinds of job a sweep is made of.
 
 A sweep is a two-level DAG (DESIGN section 3): `stage1_job` builds each distinct stage-1
 model once into the shared cache (harness.stages.stage1); `trial_job` opens the trial's
-MLflow child run and runs the trial (harness.experiment.trial: stage 2, samples, metrics).
-`execute` is the entry point a worker calls.
+MLflow child run and runs the trial (harness.experiment.trial: stage 2, samples, metrics);
+`reference_job`, beside the trials of a stage-1 model that generate, measures the
+reference rows (harness.stages.references), one MLflow run each. `execute` is the entry
+point a worker calls.
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from harness.cache import ArtifactCache
 from harness.config import TrialConfig
 from harness.data import Dataset, load_dataset
 from harness.experiment.trial import run_trial
-from harness.keys import stage1_eval_key, stage1_key
+from harness.keys import config_hash, stage1_eval_key, stage1_key
 from harness.runtime import deterministic_torch
+from harness.stages.references import reference_rows
 from harness.stages.stage1 import load_stage1
 from harness.tracking import (
+    STAGE_REFERENCE,
     STAGE_STAGE1,
     STAGE_TRIAL,
     TrackedRun,
@@ -41,7 +45,7 @@ log = logging.getLogger(__name__)
 class TrialSpec:
     """Everything a worker needs, JSON-serialisable, no reliance on the driver's cwd or env."""
 
-    kind: str  # STAGE_STAGE1 or STAGE_TRIAL
+    kind: str  # STAGE_STAGE1, STAGE_TRIAL or STAGE_REFERENCE
     trial_id: str
     config: dict[str, Any]
     config_hash: str
@@ -55,6 +59,7 @@ class TrialSpec:
     sweep_id: str
     cpus: float
     run_name: str = ""  # what the MLflow run is called (harness.sweep.run_names); the id if ""
+    real_data_row: bool = False  # a reference job that also measures the real-data row
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -114,10 +119,41 @@ def trial_job(spec: TrialSpec) -> dict[str, Any]:
             "metrics": metrics if run.status == "FINISHED" else {}}
 
 
+def reference_job(spec: TrialSpec) -> dict[str, Any]:
+    """The reference rows of one stage-1 model's trials (the real-data row only when the
+    spec's `swept` says so), each its own run named after the row; a row that fails is a
+    FAILED run, the others are still measured. Returns `<row>/<metric>` values."""
+    config = TrialConfig.model_validate(spec.config)
+    try:
+        dataset = load_dataset(spec.dataset_path)
+        rows = reference_rows(config, dataset, ArtifactCache(Path(spec.cache_dir)),
+                              with_real_data=spec.real_data_row)
+    except Exception as error:  # recorded as the job's outcome; the trials go on
+        return {"status": "FAILED", "error": f"{type(error).__name__}: {error}"}
+    metrics: dict[str, float] = {}
+    errors = []
+    for row in rows:
+        tags = spec.tags() | {"reference_row": row.key, "config_hash": config_hash(
+            {"row": row.key, "stage1": spec.stage1_hash}), "mlflow.note.content": row.description}
+        name = row.label + (f" ({spec.run_name})" if row.key != "real_data" else "")
+        with TrackedRun(spec.tracking_uri, spec.experiment_id, spec.parent_run_id, name, tags,
+                        flatten({"eval": config.eval.model_dump(mode="json"),
+                                 "sample": config.sample.model_dump(mode="json")})) as run:
+            spec.log_dataset(run, dataset)
+            values, value_tags = row.measure()
+            run.set_tags(value_tags)
+            run.log_metrics(values)
+            metrics |= {f"{row.key}/{key}": value for key, value in values.items()}
+        if run.error:
+            errors.append(f"{row.label}: {run.error}")
+    return {"status": "FAILED" if errors else "FINISHED", "error": "; ".join(errors) or None,
+            "metrics": metrics}
+
+
 def execute(spec_dict: dict[str, Any]) -> dict[str, Any]:
     """Entry point a worker calls: torch threads = the trial's CPUs, deterministic kernels."""
     spec = TrialSpec(**spec_dict)
     deterministic_torch(max(1, int(spec.cpus)))
-    runner = stage1_job if spec.kind == STAGE_STAGE1 else trial_job
-    assert spec.kind in (STAGE_STAGE1, STAGE_TRIAL), spec.kind
-    return runner(spec)
+    runners = {STAGE_STAGE1: stage1_job, STAGE_TRIAL: trial_job,
+               STAGE_REFERENCE: reference_job}
+    return runners[spec.kind](spec)

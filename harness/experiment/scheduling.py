@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -27,8 +28,9 @@ from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
 from harness.experiment.resources import check_reachable, check_resources
-from harness.sweep import Trial, run_names, shared_stage1, stage1_run_names
+from harness.sweep import Trial, generates, run_names, shared_stage1, stage1_run_names
 from harness.tracking import (
+    STAGE_REFERENCE,
     STAGE_STAGE1,
     STAGE_TRIAL,
     child_runs,
@@ -67,6 +69,8 @@ class SweepOutcome:
     experiment_id: str
     parent_run_id: str
     results: dict[str, dict[str, Any]] = field(default_factory=dict)  # trial id -> result
+    # reference job id -> its result: `<row>/<metric>` values of the reference rows
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # finished in an earlier attempt
     interrupted: bool = False
 
@@ -212,27 +216,39 @@ def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, 
     cpus = experiment.spec.resources.cpus_per_trial
 
     def spec_for(trial: Trial, kind: str, trial_id: str, swept: dict[str, Any],
-                 run_name: str) -> TrialSpec:
+                 run_name: str, real_data_row: bool = False) -> TrialSpec:
         return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
                          trial.stage1_hash, swept, str(experiment.dataset_path),
                          str(cache_dir), outcome.tracking_uri, outcome.experiment_id,
-                         outcome.parent_run_id, outcome.sweep_id, cpus, run_name)
+                         outcome.parent_run_id, outcome.sweep_id, cpus, run_name, real_data_row)
 
     groups = shared_stage1(pending)
     job_names = stage1_run_names(groups)
-    jobs = [(spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}",
-                      {k: v for k, v in members[0].swept.items() if k.startswith("stage1.")},
-                      job_names[key]),
-             [spec_for(trial, STAGE_TRIAL, trial.trial_id, trial.swept, names[trial.trial_id])
-              for trial in members])
-            for key, members in groups.items()]
+    jobs = []
+    for key, members in groups.items():
+        stage1_swept = {k: v for k, v in members[0].swept.items() if k.startswith("stage1.")}
+        specs = [spec_for(trial, STAGE_TRIAL, trial.trial_id, trial.swept, names[trial.trial_id])
+                 for trial in members]
+        generating = [trial for trial in members if generates(trial.config)]
+        if generating:  # its reference rows first, beside the trials
+            first_group = not any(spec.kind == STAGE_REFERENCE for _, group in jobs
+                                  for spec in group)
+            specs.insert(0, spec_for(generating[0], STAGE_REFERENCE, f"reference-{key[:8]}",
+                                     stage1_swept, job_names[key], real_data_row=first_group))
+        jobs.append((spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}", stage1_swept,
+                              job_names[key]), specs))
     job_ids = {job.trial_id for job, _ in jobs}
+    reference_ids = {spec.trial_id: spec.run_name for _, specs in jobs for spec in specs
+                     if spec.kind == STAGE_REFERENCE}
     stage1_results: dict[str, dict[str, Any]] = {}
-    bar = tqdm(total=len(jobs) + len(pending), desc="trials", unit="job",
+    bar = tqdm(total=len(jobs) + len(reference_ids) + len(pending), desc="trials", unit="job",
                disable=not options.progress)
 
     def done(trial_id: str, result: dict[str, Any]) -> None:
-        into = stage1_results if trial_id in job_ids else outcome.results
+        into = (stage1_results if trial_id in job_ids else
+                outcome.references if trial_id in reference_ids else outcome.results)
+        if trial_id in reference_ids:
+            result = result | {"stage1": reference_ids[trial_id]}
         into[trial_id] = result
         bar.update(1)
         if result["status"] != "FINISHED":
@@ -240,7 +256,8 @@ def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, 
 
     search = _run_tuner(f"{outcome.sweep_id}-{int(time.time())}", jobs, experiment, options,
                         storage, done)
-    blocked = [(job, spec) for job, specs in search.blocked.items() for spec in specs]
+    blocked = [(job, spec) for job, specs in search.blocked.items() for spec in specs
+               if spec.kind == STAGE_TRIAL]
     # Tune ends early only on Ctrl-C: then some job or trial has no outcome.
     outcome.interrupted = (len(stage1_results) < len(jobs)
                            or len(outcome.results) + len(blocked) < len(pending))
@@ -297,6 +314,25 @@ def _record_skipped_trial(spec: TrialSpec, stage1_result: dict[str, Any]) -> dic
     return {"status": run.status, "error": reason}
 
 
+def log_reference_rows(client: MlflowClient, outcome: SweepOutcome) -> None:
+    """The reference rows' values on the sweep run, `reference/<row>/<metric>` (with the
+    stage-1 model, `reference/<row>.<stage-1 job>/<metric>`, where there are several)."""
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    several = len(outcome.references) > 1
+    metrics = []
+    for result in outcome.references.values():
+        label = re.sub(r"[^\w.-]+", "_", result.get("stage1", "")).strip("_")
+        for name, value in result.get("metrics", {}).items():
+            row, _, metric = name.partition("/")
+            if several and row != "real_data":
+                row = f"{row}.{label}"
+            metrics.append(Metric(f"reference/{row}/{metric}", float(value), now, 0))
+    for start in range(0, len(metrics), 500):
+        client.log_batch(outcome.parent_run_id, metrics=metrics[start:start + 500])
+
+
 def _close_sweep(outcome: SweepOutcome,
                  reason: str = "interrupted (Ctrl-C); re-run by --resume") -> None:
     client = MlflowClient(outcome.tracking_uri)
@@ -309,5 +345,6 @@ def _close_sweep(outcome: SweepOutcome,
               for status in ("FINISHED", "FAILED", "KILLED")}
     for status, count in counts.items():
         client.log_metric(outcome.parent_run_id, f"sweep/trials_{status.lower()}", count)
+    log_reference_rows(client, outcome)
     status = "KILLED" if outcome.interrupted else ("FAILED" if outcome.failed else "FINISHED")
     client.set_terminated(outcome.parent_run_id, status)

@@ -4,35 +4,25 @@ trained or reused, then samples drawn and decoded (harness.stages.generate) or, 
 the reference images, all logged to the trial's run.
 
 Stage-1 and stage-2 models come from the shared cache, so arms that differ only in how they
-sample (DDIM steps, eta) train nothing. The real eval split's Inception features are cached
-by (dataset hash, split, N), so every trial of every sweep on that data reuses them.
+sample (DDIM steps, eta) train nothing. The reference set's Inception features (of the split
+`eval.reference` names) are cached by (dataset hash, split, N), so every trial of every sweep
+on that data reuses them.
 """
 
 from __future__ import annotations
-
-import numpy as np
 
 from harness.cache import ArtifactCache
 from harness.config import TrialConfig
 from harness.data import Dataset
 from harness.keys import stage1_key
 from harness.metrics.catalog import describe
-from harness.metrics.sets import ReferenceKey
 from harness.stages.generate import periodic_evaluation, sample_and_evaluate
+from harness.stages.references import reference_set
 from harness.stages.stage1 import load_stage1
 from harness.stages.stage2 import load_stage2
 from harness.stages.tokenize import tokenize_and_evaluate
 from harness.sweep import check_metric_names
 from harness.tracking import TrackedRun
-
-
-def reference_split(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, ReferenceKey]:
-    """The first eval.num_images images of the eval split, and their cache key."""
-    count = config.eval.num_images
-    if count > len(dataset.eval):
-        raise ValueError(f"eval.num_images={count} but the eval split of {dataset.name} has "
-                         f"only {len(dataset.eval)} images")
-    return dataset.eval[:count], ReferenceKey(dataset.content_hash, "eval", count)
 
 
 def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: TrackedRun
@@ -44,7 +34,7 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
     stage1, stage1_summary, stage1_built = load_stage1(config.stage1, dataset, cache, run)
     stage1_metrics = {"stage1/cache_hit": float(not stage1_built)} | {
         "stage1/" + key: value for key, value in stage1_summary.items()}
-    reference, reference_key = reference_split(config, dataset)
+    reference, reference_key = reference_set(config, dataset)
     watch = (periodic_evaluation(config, stage1, reference, reference_key, cache, run)
              if config.stage2.eval_every else None)
     stage2 = load_stage2(config, stage1, stage1_key(config.stage1, dataset.content_hash),
