@@ -15,7 +15,7 @@ from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 
 from harness.errors import HarnessError
-from harness.tracking import STAGE_SWEEP, STAGE_TRIAL, child_runs, sweep_runs
+from harness.tracking import STAGE_REFERENCE, STAGE_SWEEP, STAGE_TRIAL, child_runs, sweep_runs
 
 FINISHED = "FINISHED"
 
@@ -42,6 +42,8 @@ class Sweep:
     tags: dict[str, str]
     uri: str
     runs: pd.DataFrame = field(repr=False)
+    # the reference rows' runs (real data, stage-1 reconstructions, untrained denoiser)
+    references: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)
 
     @property
     def date(self) -> str:
@@ -92,8 +94,9 @@ def load_sweep(uri: str, experiment: str, sweep_id: str | None = None) -> Sweep:
     experiment_id = parent.info.experiment_id
     name = open_store(uri).get_experiment(experiment_id).name
     runs = child_runs(uri, experiment_id, tags["sweep_id"], STAGE_TRIAL)
+    references = child_runs(uri, experiment_id, tags["sweep_id"], STAGE_REFERENCE)
     return Sweep(name, tags["sweep_id"], parent.info.run_id, parent.info.status,
-                 parent.info.start_time, tags, uri, runs_frame(runs))
+                 parent.info.start_time, tags, uri, runs_frame(runs), runs_frame(references))
 
 
 def parse_param(text: str) -> Any:

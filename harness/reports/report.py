@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.reports.cells import Cell, first_line, make_cell
 from harness.reports.loading import FINISHED, Sweep
 from harness.reports.plots import Plot, axis_plots, training_curves
 from harness.reports.settings import (
@@ -21,15 +22,12 @@ from harness.reports.settings import (
 )
 from harness.reports.tables import (
     MARKDOWN,
-    Cell,
     Table,
     build_table,
-    first_line,
     format_number,
     format_value,
     group_runs,
     latex_table,
-    make_cell,
     markdown_escape,
     markdown_grid,
     markdown_row,
@@ -75,7 +73,7 @@ def write_report(sweep: Sweep, settings: ReportSettings, out: Path, description:
     settings = resolve(settings, sweep.runs)
     _warn_pooled(sweep, settings)
     out.mkdir(parents=True, exist_ok=True)
-    table = build_table(sweep.runs, settings)
+    table = build_table(sweep.runs, settings, sweep.references)
     table_md = markdown_table(table, sweep.experiment)
     files = [_write(out / "table.md", table_md),
              _write(out / "table.tex", latex_table(table, sweep.experiment, sweep.sweep_id)),

@@ -7,13 +7,23 @@ import csv
 import io
 import math
 import re
-import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pandas as pd
 
-from harness.reports.loading import FINISHED, is_number, plain, unavailable_tags
+from harness.reports.cells import Cell, describe_failures, make_cell
+from harness.reports.context import (
+    INTERVAL_NOTE,
+    SIGNIFICANCE_NOTE,
+    ReferenceLine,
+    arm_interval,
+    beats_real_data,
+    indistinguishable,
+    reference_lines,
+)
+from harness.reports.loading import is_number, plain
 from harness.reports.settings import MetricSpec, ReportSettings
 
 Key = tuple[Any, ...]
@@ -49,11 +59,6 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_]+", "-", text).strip("-") or "x"
 
 
-def first_line(text: str, limit: int = 160) -> str:
-    line = (text or "").strip().splitlines()[0] if (text or "").strip() else ""
-    return line if len(line) <= limit else line[:limit - 1] + "…"
-
-
 def latex_escape(text: str) -> str:
     return "".join(LATEX_SPECIAL.get(char, char) for char in text)
 
@@ -69,67 +74,6 @@ def metric_header(metric: MetricSpec, latex: bool = False) -> str:
     text = f"{label} ({unit})" if unit else label
     arrows = LATEX_ARROWS if latex else ARROWS
     return f"{text} {arrows[metric.better]}" if metric.better in arrows else text
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One metric of one configuration over its runs (one run per seed)."""
-
-    values: tuple[float, ...]  # the finished runs' values, in seed order
-    runs: int  # runs of this configuration, finished or not
-    finished: int
-    failures: tuple[tuple[str, str, str], ...]  # (seed, status, error) of each unfinished run
-    unavailable: tuple[str, ...]  # reasons given by finished runs that could not compute it
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def mean(self) -> float:
-        return statistics.fmean(self.values) if self.values else math.nan
-
-    @property
-    def std(self) -> float:
-        """Sample standard deviation (ddof 1); NaN below two values."""
-        return statistics.stdev(self.values) if self.n >= 2 else math.nan
-
-    @property
-    def kind(self) -> str:
-        """value, partial (some runs failed or lack it), failed, unavailable or missing."""
-        if self.runs and not self.finished:
-            return "failed"
-        if not self.values:
-            return "unavailable" if self.unavailable else "missing"
-        return "partial" if self.n < self.runs else "value"
-
-
-def _failure(run: pd.Series) -> tuple[str, str, str]:
-    return str(run.get("seed")), str(run["status"]), first_line(str(run.get("error") or ""))
-
-
-def make_cell(runs: pd.DataFrame, metric: str) -> Cell:
-    runs = runs.sort_values(["seed", "run_id"], na_position="last")
-    finished = runs[runs["status"] == FINISHED]
-    column = f"metrics.{metric}"
-    values = finished[column].dropna() if column in finished else pd.Series(dtype=float)
-    reasons = [reason for column in unavailable_tags(metric) if column in finished
-               for reason in finished[column].dropna()]
-    return Cell(tuple(float(v) for v in values if math.isfinite(v)), len(runs), len(finished),
-                tuple(_failure(run) for _, run in runs[runs["status"] != FINISHED].iterrows()),
-                tuple(sorted({first_line(str(reason)) for reason in reasons})))
-
-
-def describe_failures(failures: tuple[tuple[str, str, str], ...]) -> str:
-    """'FAILED (seeds 0, 1): ValueError: x' with one clause per distinct status and error."""
-    seeds: dict[tuple[str, str], list[str]] = {}
-    for seed, status, error in failures:
-        seeds.setdefault((status, error), []).append(seed)
-    clauses = []
-    for (status, error), members in seeds.items():
-        which = f"seed{'s' if len(members) > 1 else ''} {', '.join(members)}"
-        clauses.append(f"{status} ({which})" + (f": {error}" if error else ""))
-    return "; ".join(clauses)
 
 
 def metric_decimals(metric: MetricSpec, cells: list[Cell]) -> int:
@@ -184,6 +128,8 @@ class Entry:
     n: int | None = None  # set where it differs from the table's usual number of seeds
     rank: int = 0  # 1 best, 2 second best, 0 neither
     note: str = ""  # footnote marker
+    interval: str = ""  # "[low, high]": 95% interval (harness.reports.context.arm_interval)
+    tie: bool = False  # the seeds cannot tell it from the best arm (context.indistinguishable)
 
     @property
     def kind(self) -> str:
@@ -201,6 +147,8 @@ class Table:
     entries: list[list[Entry]]  # [row][column]
     notes: list[tuple[str, str]] = field(default_factory=list)  # (marker, text)
     seeds: int = 0  # the usual number of values per cell
+    references: list[tuple[str, list[Entry]]] = field(default_factory=list)  # (label, entries)
+    beats_real_data: list[str] = field(default_factory=list)  # "row: metric" of each such cell
 
     def group_label(self, group: Key) -> str:
         return ", ".join(f"{self.labels[axis]}={format_value(value)}"
@@ -236,8 +184,16 @@ def _marker(number: int) -> str:
     return chr(ord("a") + number) if number < 26 else str(number + 1)
 
 
-def build_table(runs: pd.DataFrame, settings: ReportSettings) -> Table:
-    """Rows = configurations of the row axes, columns = column-axis values x metrics."""
+def _interval(bounds: tuple[float, float] | None, decimals: int) -> str:
+    if bounds is None:
+        return ""
+    return f"[{format_number(bounds[0], decimals)}, {format_number(bounds[1], decimals)}]"
+
+
+def build_table(runs: pd.DataFrame, settings: ReportSettings,
+                references: pd.DataFrame | None = None) -> Table:
+    """Rows = configurations of the row axes, columns = column-axis values x metrics; below
+    them the sweep's reference rows (`references`, harness.reports.context)."""
     row_axes, column_axes = settings.rows, settings.columns
     groups = group_runs(runs, row_axes + column_axes)
     row_keys = ordered_keys([key[:len(row_axes)] for key in groups], row_axes, settings)
@@ -254,12 +210,28 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings) -> Table:
     seeds = max((cell.n for line in cells for cell in line), default=0)
     entries = [[Entry(cell, format_number(cell.mean, column.decimals),
                       format_number(cell.std, column.decimals),
-                      cell.n if cell.kind in RANKED and cell.n != seeds else None)
+                      cell.n if cell.kind in RANKED and cell.n != seeds else None,
+                      interval=_interval(arm_interval(cell), column.decimals)
+                      if cell.kind in RANKED else "")
                 for cell, column in zip(line, columns, strict=True)] for line in cells]
     for index, column in enumerate(columns):
         ranks = _rank([line[index] for line in entries], column.metric.better, column.decimals)
-        for line, rank in zip(entries, ranks, strict=True):
-            line[index] = replace(line[index], rank=rank)
+        ties = indistinguishable([line[index].cell if line[index].kind in RANKED
+                                  else replace(line[index].cell, values=())
+                                  for line in entries], column.metric.better)
+        for line, rank, tie in zip(entries, ranks, ties, strict=True):
+            line[index] = replace(line[index], rank=rank, tie=tie)
+    lines = reference_lines(references if references is not None else runs.iloc[0:0],
+                            [metric.name for metric in settings.metrics])
+    reference_entries = [(line.label, [Entry(cell, format_number(cell.mean, column.decimals),
+                                             interval=_interval(
+                                                 cell.intervals[0] if cell.intervals else None,
+                                                 column.decimals))
+                                       for cell, column in zip(
+                                           [line.cells[settings.metrics.index(metric)]
+                                            for _, metric in pairs], columns, strict=True)])
+                         for line in lines]
+    beaten = _beats_real_data(entries, columns, lines, settings, row_keys)
     notes: dict[str, str] = {}  # text -> marker, in reading order
     for line in entries:
         for index, entry in enumerate(line):
@@ -267,7 +239,26 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings) -> Table:
             if text:
                 line[index] = replace(entry, note=notes.setdefault(text, _marker(len(notes))))
     return Table(row_axes, column_axes, short_names(list(row_axes + column_axes)), row_keys,
-                 group_keys, columns, entries, [(m, t) for t, m in notes.items()], seeds)
+                 group_keys, columns, entries, [(m, t) for t, m in notes.items()], seeds,
+                 reference_entries, beaten)
+
+
+def _beats_real_data(entries: list[list[Entry]], columns: list[Column],
+                     lines: list[ReferenceLine], settings: ReportSettings,
+                     row_keys: list[Key]) -> list[str]:
+    """`row: metric` of every arm better than the real-data row beyond both uncertainties."""
+    real = next((line for line in lines if line.key == "real_data"), None)
+    if real is None:
+        return []
+    found = []
+    for key, line in zip(row_keys, entries, strict=True):
+        for entry, column in zip(line, columns, strict=True):
+            reference = real.cells[settings.metrics.index(column.metric)]
+            if entry.kind in RANKED and beats_real_data(entry.cell, reference,
+                                                        column.metric.better):
+                found.append(f"{', '.join(format_value(v) for v in key) or 'all runs'}: "
+                             f"{column.metric.label}")
+    return found
 
 
 @dataclass(frozen=True)
@@ -280,6 +271,7 @@ class CellFormat:
     second: str
     count: str
     note: str
+    tie: str  # the mark of an arm the seeds cannot tell from the best
 
     def cell(self, entry: Entry) -> str:
         if entry.kind in self.symbols:
@@ -287,16 +279,24 @@ class CellFormat:
         else:
             text = entry.mean + (self.spread + entry.std if entry.std else "")
             text = {1: self.best, 2: self.second}.get(entry.rank, "{}").format(text)
+            text += (" " + entry.interval if entry.interval else "") + (
+                self.tie if entry.tie else "")
             if entry.n is not None:
                 text += self.count.format(entry.n)
         return text + (self.note.format(entry.note) if entry.note else "")
 
+    def reference(self, entry: Entry) -> str:
+        """A reference row's value and interval; blank where the row has no such metric."""
+        if not entry.cell.values:
+            return ""
+        return entry.mean + (" " + entry.interval if entry.interval else "")
+
 
 MARKDOWN = CellFormat({"failed": "✗", "unavailable": "n/a", "missing": "–"}, " ± ",
-                      "**{}**", "<ins>{}</ins>", " (n={})", "<sup>{}</sup>")
+                      "**{}**", "<ins>{}</ins>", " (n={})", "<sup>{}</sup>", " †")
 LATEX = CellFormat({"failed": r"$\times$", "unavailable": "n/a", "missing": "--"}, r" $\pm$ ",
                    r"\textbf{{{}}}", r"\underline{{{}}}", r" ($n{{=}}{}$)",
-                   r"\textsuperscript{{{}}}")
+                   r"\textsuperscript{{{}}}", r"$^\dagger$")
 
 
 def row_labels(table: Table) -> list[list[str]]:
@@ -331,7 +331,29 @@ def _markdown_caption(table: Table, name: str) -> str:
         parts.append(f"{MARKDOWN.symbols['failed']} all runs failed")
     if "missing" in symbols:
         parts.append(f"{MARKDOWN.symbols['missing']} not run or not recorded")
-    return "; ".join(parts) + "."
+    return "; ".join(parts + _context_notes(table)) + "."
+
+
+def _context_notes(table: Table) -> list[str]:
+    """What the intervals, the † marks and the reference rows mean, where the table has them."""
+    entries = [entry for line in table.entries for entry in line]
+    notes = [INTERVAL_NOTE] if any(entry.interval for entry in entries) else []
+    if any(entry.tie for entry in entries):
+        notes.append(SIGNIFICANCE_NOTE)
+    if table.references:
+        notes.append("*italic rows*: the reference rows, measured like the arms: real data is "
+                     "the floor at this N, the untrained denoiser the ceiling")
+    return notes
+
+
+def protocol_warning(table: Table) -> str:
+    """A sentence for the report when an arm beats real data, else ""."""
+    if not table.beats_real_data:
+        return ""
+    return ("PROTOCOL PROBLEM: better than real data by more than the uncertainty of both ("
+            + "; ".join(table.beats_real_data) + "). A generator cannot beat the data it "
+            "imitates: check the reference set (eval.reference, the manifest's splits), N "
+            "and the features before reading these numbers as results.")
 
 
 def markdown_table(table: Table, name: str) -> str:
@@ -343,12 +365,16 @@ def markdown_table(table: Table, name: str) -> str:
                        + metric_header(column.metric) for column in table.columns]
     body = [labels + [MARKDOWN.cell(entry) for entry in line]
             for labels, line in zip(row_labels(table), table.entries, strict=True)]
+    body += [[f"*{label}*", *[""] * (len(prefix) - 1), *map(MARKDOWN.reference, line)]
+             for label, line in table.references]
     lines, widths = markdown_grid([header, *body])
     rule = [":" + "-" * (w - 1) if i < len(prefix) else ":" + "-" * (w - 2) + ":"
             for i, w in enumerate(widths)]
     rendered = [markdown_row(lines[0], widths), markdown_row(rule, widths)]
     rendered += [markdown_row(line, widths) for line in lines[1:]]
     notes = [f"- <sup>{marker}</sup> {markdown_escape(text)}" for marker, text in table.notes]
+    warning = protocol_warning(table)
+    notes += [f"- **{markdown_escape(warning)}**"] if warning else []
     footer = ["", *notes] if notes else []
     return "\n".join([_markdown_caption(table, name), "", *rendered, *footer]) + "\n"
 
@@ -358,7 +384,9 @@ def _latex_caption(table: Table) -> str:
              else "one seed per cell", "best in bold, second underlined"]
     if any(entry.kind == "failed" for line in table.entries for entry in line):
         parts.append(rf"{LATEX.symbols['failed']}: all runs failed")
-    return "; ".join(parts)
+    notes = [latex_escape(note.replace("†", "DAGGER").replace("*italic rows*", "italic rows"))
+             .replace("DAGGER", LATEX.tie.strip()) for note in _context_notes(table)]
+    return "; ".join(parts + notes)
 
 
 def latex_table(table: Table, name: str, sweep_id: str) -> str:
@@ -384,11 +412,19 @@ def latex_table(table: Table, name: str, sweep_id: str) -> str:
     for labels, line in zip(row_labels(table), table.entries, strict=True):
         cells = [latex_escape(text) for text in labels] + [LATEX.cell(e) for e in line]
         lines.append("    " + " & ".join(cells) + r" \\")
+    if table.references:
+        lines.append(r"    \midrule")
+    for label, line in table.references:
+        cells = [rf"\textit{{{latex_escape(label)}}}", *[""] * (len(prefix) - 1),
+                 *(latex_escape(LATEX.reference(entry)) for entry in line)]
+        lines.append("    " + " & ".join(cells) + r" \\")
     lines += [r"    \bottomrule", r"  \end{tabular}"]
-    if table.notes:
+    warning = protocol_warning(table)
+    if table.notes or warning:
         lines.append(r"  \par\smallskip\footnotesize")
         lines += [rf"  \textsuperscript{{{marker}}} {latex_escape(text)}\par"
                   for marker, text in table.notes]
+        lines += [rf"  \textbf{{{latex_escape(warning)}}}\par"] if warning else []
     lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"
 
@@ -410,19 +446,30 @@ def _csv(header: list[str], rows: list[list[Any]]) -> str:
 
 
 def table_csv(table: Table) -> str:
-    """One line per row x column group: axis values, run counts, then mean, std, n per metric."""
+    """One line per row x column group: axis values, run counts, then mean, std, n and the 95%
+    interval per metric; then one line per reference row, named in the last column."""
     metrics = list(dict.fromkeys(column.metric.name for column in table.columns))
     header = [*table.row_axes, *table.column_axes, "runs", "finished"]
-    header += [f"{name} {stat}" for name in metrics for stat in ("mean", "std", "n")]
+    header += [f"{name} {stat}" for name in metrics
+               for stat in ("mean", "std", "n", "ci_low", "ci_high")]
     rows = []
     width = len(metrics)
+
+    def stats(cells: list[Cell], interval: Callable[[Cell], tuple[float, float] | None]
+              ) -> list[Any]:
+        return [value for cell in cells
+                for value in (cell.mean, cell.std, cell.n, *(interval(cell) or (None, None)))]
+
     for key, line in zip(table.rows, table.entries, strict=True):
         for number, group in enumerate(table.groups):
             cells = [entry.cell for entry in line[number * width:(number + 1) * width]]
-            stats = [value for cell in cells for value in (cell.mean, cell.std, cell.n)]
             rows.append([*key, *group, cells[0].runs if cells else 0,
-                         cells[0].finished if cells else 0, *stats])
-    return _csv(header, rows)
+                         cells[0].finished if cells else 0, *stats(cells, arm_interval), ""])
+    for label, line in table.references:
+        cells = [entry.cell for entry in line[:width]]
+        rows.append([*[""] * len(table.row_axes + table.column_axes), 1, 1,
+                     *stats(cells, lambda c: c.intervals[0] if c.intervals else None), label])
+    return _csv([*header, "reference_row"], rows)
 
 
 def runs_csv(runs: pd.DataFrame, settings: ReportSettings) -> str:
