@@ -13,38 +13,114 @@ from PIL import Image
 
 from harness.data.dataset import load_dataset
 from harness.data.manifest import load_manifest, source_options
+from harness.data.sources import skimage_patches as skimage_patches_module
 from harness.data.sources.cifar10 import CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES
-from harness.data.sources.skimage_patches import SKIMAGE_PHOTOS, SkimagePatchesOptions
+from harness.data.sources.skimage_patches import (
+    DEFAULT_TRAIN_PHOTOS,
+    SKIMAGE_PHOTOS,
+    Crop,
+    SkimagePatchesOptions,
+    crop_boxes,
+    grid_cells,
+    photo_shape,
+    split_cells,
+)
 from harness.errors import ConfigError, DataError
 from tests.data.helpers import MANIFESTS, write_manifest
 
 # --------------------------------------------------------------------------- skimage_patches
 
-
-def test_skimage_unknown_photo_names_eval_images(tmp_path: Path) -> None:
-    path = write_manifest(
-        tmp_path, source="skimage_patches", options={"eval_images": ["chelsea", "lena"]}
-    )
-    with pytest.raises(ConfigError, match="lena") as info:
-        load_manifest(path)
-    assert info.value.key == "options.eval_images"
+PHOTOGRAPHS = {"split": "photographs"}
 
 
-def test_skimage_eval_photos_must_be_held_out(tmp_path: Path) -> None:
-    options = {"train_images": ["astronaut", "coffee"], "eval_images": ["coffee"]}
-    path = write_manifest(tmp_path, source="skimage_patches", options=options)
-    with pytest.raises(ConfigError, match="held out"):
-        load_manifest(path)
-
-
-def test_default_eval_photos_disjoint_from_train() -> None:
+def _default_options() -> tuple[SkimagePatchesOptions, int]:
     manifest = load_manifest(MANIFESTS / "skimage_patches.yaml")
-    options = source_options(manifest, MANIFESTS / "skimage_patches.yaml")
-    assert set(options.train_images).isdisjoint(options.eval_images)
-    defaults = SkimagePatchesOptions()
-    assert set(defaults.train_images).isdisjoint(defaults.eval_images)
-    # `cat` would be the same photograph as `chelsea` under another name.
-    assert "cat" not in SKIMAGE_PHOTOS
+    return source_options(manifest, MANIFESTS / "skimage_patches.yaml"), manifest.seed
+
+
+def _overlap(a: Crop, b: Crop) -> bool:
+    """Whether two crops of one photograph share a pixel."""
+    rows = max(a.top, b.top) < min(a.top + a.side, b.top + b.side)
+    return rows and max(a.left, b.left) < min(a.left + a.side, b.left + b.side)
+
+
+def test_skimage_regions_train_and_eval_share_no_pixel() -> None:
+    options, seed = _default_options()
+    assert options.split == "regions" and options.grid == 3
+    assert options.images == list(DEFAULT_TRAIN_PHOTOS)
+    crops = crop_boxes(options, seed, 2048, 512)
+    assert [c.split for c in crops] == ["train"] * 2048 + ["eval"] * 512
+    for index, name in enumerate(options.images):
+        height, width = photo_shape(name)
+        cells = split_cells(index, height, width, options.grid)
+        train = [c for c in crops if c.photo == name and c.split == "train"]
+        eval_ = [c for c in crops if c.photo == name and c.split == "eval"]
+        assert len(train) > 200 and len(eval_) > 50  # every photograph feeds both splits
+        assert not any(_overlap(t, e) for t in train for e in eval_)
+        for crop in train + eval_:
+            top, bottom, left, right = crop.cell
+            assert crop.cell in cells[crop.split]
+            assert top <= crop.top and crop.top + crop.side <= bottom
+            assert left <= crop.left and crop.left + crop.side <= right
+            assert top >= 0 and bottom <= height and left >= 0 and right <= width
+
+
+@pytest.mark.parametrize("grid", [2, 3, 4, 7])
+@pytest.mark.parametrize("shape", [(512, 512), (400, 600), (427, 640), (872, 1000), (17, 23)])
+def test_skimage_cells_tile_the_photo(shape: tuple[int, int], grid: int) -> None:
+    height, width = shape
+    cover = np.zeros(shape, int)
+    for top, bottom, left, right in grid_cells(height, width, grid):
+        assert 0 <= top < bottom <= height and 0 <= left < right <= width
+        cover[top:bottom, left:right] += 1
+    assert (cover == 1).all()  # no gap, no overlap
+    for index in range(grid + 1):
+        cells = split_cells(index, height, width, grid)
+        assert sorted(cells["train"] + cells["eval"]) == sorted(grid_cells(height, width, grid))
+        # One eval cell in every row and every column of the grid.
+        assert len(cells["eval"]) == grid
+        assert len({cell[0] for cell in cells["eval"]}) == grid
+        assert len({cell[2] for cell in cells["eval"]}) == grid
+
+
+def test_skimage_regions_no_train_pixel_reaches_eval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Photographs that are 0 in train cells and 1 in eval cells: any train pixel leaking into an
+    # eval image (even through the anti-aliasing filters of the pyramid) would darken it.
+    real_photo = skimage_patches_module._photo
+    names = list(DEFAULT_TRAIN_PHOTOS)
+
+    def fake_photo(name: str) -> np.ndarray:
+        photo = np.zeros_like(real_photo(name))
+        for top, bottom, left, right in split_cells(names.index(name), *photo.shape[:2], 3)["eval"]:
+            photo[top:bottom, left:right] = 1.0
+        return photo
+
+    skimage_patches_module._cell_level.cache_clear()
+    monkeypatch.setattr(skimage_patches_module, "_photo", fake_photo)
+    try:
+        options = {"min_crop_frac": 0.1}
+        path = write_manifest(
+            tmp_path,
+            source="skimage_patches",
+            resolution=16,
+            splits={"train": 256, "eval": 128},
+            options=options,
+        )
+        dataset = load_dataset(path)
+    finally:
+        skimage_patches_module._cell_level.cache_clear()
+    assert (dataset.train == 0).all() and (dataset.eval == 255).all()
+
+
+def test_skimage_crop_boxes_deterministic_by_seed() -> None:
+    options, _ = _default_options()
+    first = crop_boxes(options, 0, 64, 16)
+    assert first == crop_boxes(options, 0, 64, 16)
+    assert first != crop_boxes(options, 1, 64, 16)
+    # Each split has its own generator: more eval crops leave the train crops alone.
+    assert crop_boxes(options, 0, 64, 32)[:64] == first[:64]
 
 
 def test_skimage_patches_deterministic_by_seed(tmp_path: Path) -> None:
@@ -56,16 +132,119 @@ def test_skimage_patches_deterministic_by_seed(tmp_path: Path) -> None:
     other = load_dataset(write_manifest(tmp_path, "seed1.yaml", seed=1, **small))
     assert first is not again  # two files, so two materializations
     assert first.content_hash == again.content_hash
+    np.testing.assert_array_equal(first.train, again.train)
+    np.testing.assert_array_equal(first.eval, again.eval)
     assert first.content_hash != other.content_hash
+    assert not np.array_equal(first.train, other.train)
     assert first.train.shape == (24, 32, 32, 3) and first.eval.shape == (8, 32, 32, 3)
     assert first.train.dtype == np.uint8 and first.eval.dtype == np.uint8
     assert first.train.std() > 10  # real photographs, not a constant
     assert not np.array_equal(first.train[:8], first.eval)
 
 
+# Content hashes of the held-out-photographs split as produced before `split: regions` existed.
+HELDOUT_HASHES = [
+    (
+        "skimage_patches_heldout.yaml",
+        None,
+        "ce997d07c9b19bd8e0aec5fca25982cd5d401efb74a0d496d3b9fc4df13c0e8e",
+    ),
+    (
+        None,
+        {"resolution": 32, "splits": {"train": 24, "eval": 8}, "options": PHOTOGRAPHS},
+        "06f543ffc94e31f47d82024cc52859cafaf705849d7c5200b1075a5162c45025",
+    ),
+    (
+        None,
+        {
+            "resolution": 48,
+            "splits": {"train": 40, "eval": 10},
+            "seed": 7,
+            "options": {
+                **PHOTOGRAPHS,
+                "min_crop_frac": 0.5,
+                "train_images": ["retina", "coffee"],
+                "eval_images": ["astronaut"],
+            },
+        },
+        "4acc63058381d306f0a8a0c046ee0139c0aadd4fb359f40eab77f73c9ae81aa8",
+    ),
+]
+
+
+@pytest.mark.parametrize(("shipped", "fields", "expected"), HELDOUT_HASHES)
+def test_skimage_photographs_split_unchanged(
+    tmp_path: Path, shipped: str | None, fields: dict | None, expected: str
+) -> None:
+    path = (
+        MANIFESTS / shipped
+        if shipped
+        else write_manifest(tmp_path, source="skimage_patches", **(fields or {}))
+    )
+    assert load_dataset(path).content_hash == expected
+
+
+def test_skimage_photographs_split_uses_only_its_photos() -> None:
+    manifest = load_manifest(MANIFESTS / "skimage_patches_heldout.yaml")
+    options = source_options(manifest, MANIFESTS / "skimage_patches_heldout.yaml")
+    assert options.split == "photographs"
+    assert options.train_images == list(DEFAULT_TRAIN_PHOTOS)
+    assert options.eval_images == ["chelsea", "motorcycle"]
+    crops = crop_boxes(options, manifest.seed, 512, 128)
+    assert {c.photo for c in crops if c.split == "train"} == set(DEFAULT_TRAIN_PHOTOS)
+    assert {c.photo for c in crops if c.split == "eval"} == {"chelsea", "motorcycle"}
+    for crop in crops:
+        assert crop.cell == (0, photo_shape(crop.photo)[0], 0, photo_shape(crop.photo)[1])
+    # `cat` would be the same photograph as `chelsea` under another name.
+    assert "cat" not in SKIMAGE_PHOTOS
+
+
+@pytest.mark.parametrize(
+    ("options", "key", "words"),
+    [
+        ({"train_images": ["astronaut"]}, "options.train_images", "split: photographs"),
+        ({"eval_images": ["chelsea"]}, "options.eval_images", "split: photographs"),
+        ({**PHOTOGRAPHS, "images": ["astronaut"]}, "options.images", "split: regions"),
+        ({**PHOTOGRAPHS, "grid": 4}, "options.grid", "split: regions"),
+        ({"split": "tiles"}, "options.split", "regions"),
+        ({"images": ["astronaut", "lena"]}, "options.images", "lena"),
+        ({"images": []}, "options.images", "at least 1"),
+        ({"images": ["coffee", "rocket", "coffee"]}, "options.images", "repeated"),
+        ({"grid": 1}, "options.grid", "greater than or equal to 2"),
+        ({"grid": 60}, "options.grid", "coffee"),
+        ({"images": ["chelsea"], "grid": 38}, "options.grid", "minimum of 8"),
+        ({**PHOTOGRAPHS, "eval_images": ["chelsea", "lena"]}, "options.eval_images", "lena"),
+        (
+            {**PHOTOGRAPHS, "train_images": ["coffee"], "eval_images": ["coffee"]},
+            "options",
+            "held out",
+        ),
+    ],
+)
+def test_skimage_bad_options_name_the_key(
+    tmp_path: Path, options: dict, key: str, words: str
+) -> None:
+    path = write_manifest(tmp_path, source="skimage_patches", options=options)
+    with pytest.raises(ConfigError, match=words) as info:
+        load_manifest(path)
+    assert info.value.key == key
+
+
+def test_skimage_largest_valid_grid_loads(tmp_path: Path) -> None:
+    # chelsea is 300 pixels high: grid 37 leaves cells of 8 pixels, the minimum.
+    options = {"images": ["chelsea"], "grid": 37}
+    path = write_manifest(tmp_path, source="skimage_patches", options=options)
+    assert source_options(load_manifest(path), path).grid == 37
+
+
 def test_skimage_patches_flip_horizontally(tmp_path: Path) -> None:
     # Whole-photo crops of the square astronaut: every patch is the photo or its mirror image.
-    options = {"min_crop_frac": 1.0, "train_images": ["astronaut"], "eval_images": ["chelsea"]}
+    options = {
+        **PHOTOGRAPHS,
+        "min_crop_frac": 1.0,
+        "train_images": ["astronaut"],
+        "eval_images": ["chelsea"],
+    }
     fields = {"source": "skimage_patches", "resolution": 32, "options": options}
     dataset = load_dataset(write_manifest(tmp_path, splits={"train": 16, "eval": 2}, **fields))
     photo = dataset.train[0]
