@@ -62,8 +62,9 @@ def arms(outcome: SweepOutcome, trials: list[Trial], metric: str) -> dict[str, l
 
 def comparison_lines(outcome: SweepOutcome, trials: list[Trial], metrics: list[str]
                      ) -> list[str]:
-    """Each arm against the best, per ranked metric, in words (harness.reports.statistics)."""
-    lines = []
+    """Each arm against the best, per ranked metric, in words (harness.reports.statistics);
+    the warning about too few seeds once, at the end."""
+    lines, caveats = [], []
     for metric in metrics:
         spec = metric_spec(metric)
         values = arms(outcome, trials, metric)
@@ -71,8 +72,10 @@ def comparison_lines(outcome: SweepOutcome, trials: list[Trial], metrics: list[s
         if not ranked or len(values) < 2 or not any(values.values()):
             continue
         higher = spec.better == "higher"
-        lines += describe(compare_to_best(values, higher), spec.label, higher)
-    return lines
+        for line in describe(compare_to_best(values, higher), spec.label, higher):
+            caveat = line.partition(": too few seeds: ")[2]
+            (caveats if caveat else lines).append(f"too few seeds: {caveat}" if caveat else line)
+    return lines + caveats[:1]
 
 
 def print_outcome(outcome: SweepOutcome, trials: list[Trial],
