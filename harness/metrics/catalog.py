@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.metrics.registry import PAIRWISE
+from harness.metrics.result import CI_HIGH, CI_LOW
 from harness.metrics.sets import SET_METRICS
 
 
@@ -25,8 +26,11 @@ def registered_name(logged: str) -> str:
 
 def describe(logged: str) -> MetricFacts | None:
     """The registry's facts for a logged metric name; None for names it does not score
-    (timings, counts, training losses) and for spreads such as `kid_std`."""
+    (timings, counts, training losses), for spreads such as `kid_std` and for interval
+    bounds such as `fid_ci_low` (they are not scores)."""
     name = registered_name(logged)
+    if name.endswith((CI_LOW, CI_HIGH)):
+        return None
     if name in PAIRWISE:
         return MetricFacts(PAIRWISE[name].higher_is_better, depends_on_n=False)
     for metric in SET_METRICS.values():

@@ -9,6 +9,7 @@ from pathlib import Path
 from harness.cache import ArtifactCache, default_cache_dir
 from harness.console import format_table
 from harness.errors import ConfigError
+from harness.metrics.bootstrap import DEFAULT_ROUNDS
 from harness.metrics.result import MetricResult
 from harness.weights import NETWORKS, WEIGHTS_DIR_ENV, WeightsStore
 
@@ -67,6 +68,9 @@ def _add_weights(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_metrics(subparsers: argparse._SubParsersAction) -> None:
+    from harness.metrics.sets import SET_METRICS
+
+    with_intervals = ", ".join(name for name, spec in SET_METRICS.items() if spec.bootstrap)
     metrics = subparsers.add_parser(
         "metrics", help="compute FID/KID/PR/IS (and pairwise metrics) between two image sets",
         description="Set metrics of --fake against --real from one Inception pass per set "
@@ -86,6 +90,10 @@ def _add_metrics(subparsers: argparse._SubParsersAction) -> None:
                               "(fid,kid,pr,is; with --pairs also psnr,ssim,l1,lpips,rfid)")
     metrics.add_argument("--num-images", type=int, metavar="N",
                          help="use the first N images of each set (compare at equal N)")
+    metrics.add_argument("--bootstrap", type=_rounds, default=DEFAULT_ROUNDS, metavar="N",
+                         help="bootstrap rounds over the fake set's features (the reference "
+                              "held fixed, no extra Inception pass) for the 95%% intervals of "
+                              f"{with_intervals} (default {DEFAULT_ROUNDS}; 0: no intervals)")
     metrics.add_argument("--weights-dir", type=Path, metavar="DIR", help=WEIGHTS_DIR_HELP)
     metrics.add_argument("--cache-dir", type=Path, metavar="DIR",
                          help="cache of reference features (default: $HARNESS_CACHE_DIR, else "
@@ -96,6 +104,13 @@ def _add_metrics(subparsers: argparse._SubParsersAction) -> None:
                          help="also write the results (with provenance) to this JSON file")
     metrics.add_argument("--no-progress", action="store_true", help="hide progress bars")
     metrics.set_defaults(handler=cmd_metrics)
+
+
+def _rounds(text: str) -> int:
+    rounds = int(text)
+    if rounds < 0:
+        raise argparse.ArgumentTypeError(f"needs 0 or more rounds, got {rounds}")
+    return rounds
 
 
 def _store(args: argparse.Namespace) -> WeightsStore:
@@ -131,11 +146,16 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def format_interval(interval: tuple[float, float] | None) -> str:
+    return "-" if interval is None else f"[{interval[0]:.6g}, {interval[1]:.6g}]"
+
+
 def format_results(results: list[MetricResult]) -> str:
     rows = [[r.name, f"{r.value:.6g}" if r.value is not None else "unavailable",
-             str(r.num_images), r.extractor or "-", (r.weights_sha256 or "-")[:12],
-             r.unavailable_reason or ""] for r in results]
-    return format_table(["metric", "value", "N", "extractor", "weights", "note"], rows, rule=True)
+             format_interval(r.interval), str(r.num_images), r.extractor or "-",
+             (r.weights_sha256 or "-")[:12], r.unavailable_reason or ""] for r in results]
+    return format_table(["metric", "value", "95% interval", "N", "extractor", "weights", "note"],
+                        rows, rule=True)
 
 
 def cmd_metrics(args: argparse.Namespace) -> int:
@@ -161,7 +181,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
         raise ConfigError(None, "--metrics", "pairwise metrics need --pairs")
     cache = None if args.no_cache else ArtifactCache(args.cache_dir or default_cache_dir())
     results = evaluate(real.images, fake.images, names, cache, real.key, _store(args),
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, bootstrap=args.bootstrap)
     print(f"real: {real.label}, {len(real.images)} images; fake: {fake.label}, "
           f"{len(fake.images)} images")
     print(format_results(results))

@@ -9,6 +9,7 @@ import numpy as np
 
 from harness.cache import ArtifactCache
 from harness.errors import ConfigError
+from harness.metrics.bootstrap import DEFAULT_ROUNDS
 from harness.metrics.registry import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
@@ -47,11 +48,13 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
 
 def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
              cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
-             weights: WeightsStore | None = None, progress: bool = False
-             ) -> list[MetricResult]:
+             weights: WeightsStore | None = None, progress: bool = False,
+             bootstrap: int = DEFAULT_ROUNDS) -> list[MetricResult]:
     """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
 
     Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
+    Set metrics' scores carry bootstrap intervals from `bootstrap` rounds over the generated
+    set's features, the reference set held fixed (0: none; see evaluate_sets).
     """
     unknown = [n for n in metrics if n not in PAIRWISE and n not in SET_METRICS]
     if unknown:
@@ -60,7 +63,8 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
     set_names = [n for n in metrics if n in SET_METRICS]
     by_name: dict[str, list[MetricResult]] = {}
     if set_names:
-        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress)
+        set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
+                                    bootstrap)
         for name in set_names:
             outputs = SET_METRICS[name].outputs
             by_name[name] = [r for r in set_results if r.name in outputs]

@@ -1,4 +1,5 @@
-"""MetricResult: a value with its N, extractor and weights hash, or why it is unavailable."""
+"""MetricResult: a value with its N, extractor, weights hash and interval, or why it is
+unavailable."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ class MetricResult:
     extractor: str | None = None
     weights_sha256: str | None = None
     num_reference: int | None = None  # real images the value was computed against, if any
+    interval: tuple[float, float] | None = None  # (low, high), e.g. a 95% bootstrap interval
+    interval_method: str | None = None  # how the interval was made (logged as a tag)
 
     @property
     def available(self) -> bool:
@@ -35,9 +38,18 @@ class MlflowFields:
     tags: dict[str, str]  # provenance (N, extractor, weights hash) and unavailable reasons
 
 
+CI_LOW, CI_HIGH = "_ci_low", "_ci_high"
+
+
+def interval_names(name: str) -> tuple[str, str]:
+    """The logged names of a metric's interval bounds: `fid` -> (`fid_ci_low`, `fid_ci_high`)."""
+    return f"{name}{CI_LOW}", f"{name}{CI_HIGH}"
+
+
 def mlflow_fields(results: list[MetricResult], prefix: str = "") -> MlflowFields:
-    """Values as metrics; N, extractor, weights hash and unavailable reasons as tags, so that
-    a run's params are its configuration alone."""
+    """Values and interval bounds (`<name>_ci_low`, `<name>_ci_high`) as metrics; N, extractor,
+    weights hash, how the interval was made (`<name>.interval`) and unavailable reasons as
+    tags, so that a run's params are its configuration alone."""
     metrics, tags = {}, {}
     for result in results:
         key = prefix + result.name
@@ -54,4 +66,8 @@ def mlflow_fields(results: list[MetricResult], prefix: str = "") -> MlflowFields
             tags[f"{key}.extractor"] = result.extractor
         if result.weights_sha256 is not None:
             tags[f"{key}.weights_sha256"] = result.weights_sha256
+        if result.interval is not None and all(math.isfinite(b) for b in result.interval):
+            low, high = interval_names(key)
+            metrics[low], metrics[high] = (float(b) for b in result.interval)
+            tags[f"{key}.interval"] = result.interval_method or "interval"
     return MlflowFields(metrics, tags)

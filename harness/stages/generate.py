@@ -62,7 +62,7 @@ def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Mod
     run.log_grid(samples[:GRID_IMAGES], "samples.png", "images")
     if config.eval.metrics:
         fields = mlflow_fields(evaluate(reference, samples, config.eval.metrics, cache,
-                                        reference_key))
+                                        reference_key, bootstrap=config.eval.bootstrap))
         run.set_tags(fields.tags)
         metrics |= fields.metrics
     return metrics
@@ -78,7 +78,7 @@ def periodic_evaluation(config: TrialConfig, stage1: nn.Module, reference: np.nd
                            config.stage2.eval_num_samples, config.sample.batch_size,
                            config.seed)
         fields = mlflow_fields(evaluate(reference, samples, list(PERIODIC_METRICS), cache,
-                                        reference_key), prefix="train_eval/")
+                                        reference_key, bootstrap=0), prefix="train_eval/")
         run.log_metrics(fields.metrics, step)
         log.info("stage2 step %d: %s", step, ", ".join(
             f"{name} {value:.4g}" for name, value in fields.metrics.items()))

@@ -251,7 +251,7 @@ def _evaluate_stage1(model: Stage1Model, config: Stage1Config, dataset: Dataset,
         # One call: the set metrics share one Inception pass; a metric that cannot run
         # (e.g. LPIPS on images under 32 px) comes back unavailable with its reason.
         fields = mlflow_fields(evaluate(originals, reconstructions, config.eval_metrics, cache,
-                                        reference))
+                                        reference, bootstrap=0))
         metrics = fields.metrics | latent_statistics(model, originals, EVAL_BATCH)
         metrics |= {"eval_images": float(count), "eval_images_per_second": count / seconds}
         (folder / "evaluation.json").write_text(json.dumps(

@@ -81,7 +81,8 @@ def tokenize_and_evaluate(config: TrialConfig, stage1: nn.Module, stage2: Stage2
              tokens.bits_per_image)
     # One call: the set metrics share one Inception pass; one that cannot run says why.
     names = [*PAIRWISE_RECONSTRUCTION_METRICS, *config.eval.metrics]
-    fields = mlflow_fields(evaluate(reference, reconstructions, names, cache, reference_key))
+    fields = mlflow_fields(evaluate(reference, reconstructions, names, cache, reference_key,
+                                    bootstrap=config.eval.bootstrap))
     run.set_tags(fields.tags | {"tokenize/config_hash": tokens.meta["config_hash"]})
     folder = scratch_dir()
     try:

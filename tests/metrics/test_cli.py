@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -36,12 +37,20 @@ def test_metrics_command_on_paired_folders(weights: WeightsStore, real: np.ndarr
         for index, image in enumerate(images):
             Image.fromarray(image).save(tmp_path / folder / f"{index}.png")
     code = _cli(["metrics", "--real", str(tmp_path / "real"), "--fake", str(tmp_path / "fake"),
-                 "--pairs", "--metrics", "psnr,lpips,is", "--weights-dir", str(weights.root),
-                 "--no-cache", "--no-progress", "--json", str(tmp_path / "out.json")])
+                 "--pairs", "--metrics", "psnr,lpips,is,fid", "--weights-dir", str(weights.root),
+                 "--no-cache", "--no-progress", "--json", str(tmp_path / "out.json"),
+                 "--bootstrap", "20"])
     out = capsys.readouterr().out
     assert code == 0
     assert "psnr" in out and "lpips" in out and "unavailable" in out
-    assert (tmp_path / "out.json").is_file()
+    assert "95% interval" in out
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    saved = {r["name"]: r for r in json.loads((tmp_path / "out.json").read_text())}
+    low, high = saved["fid"]["interval"]
+    assert low < saved["fid"]["value"] < high
+    assert f"[{low:.6g}, {high:.6g}]" in rows["fid"]
+    assert saved["fid"]["interval_method"] == "bootstrap 95%, 20 rounds over the generated set"
+    assert saved["psnr"]["interval"] is None and " - " in rows["psnr"]
 
 
 def test_weights_status_command(store: WeightsStore, capsys: pytest.CaptureFixture[str]) -> None:
@@ -54,6 +63,9 @@ def test_weights_status_command(store: WeightsStore, capsys: pytest.CaptureFixtu
         with pytest.raises(SystemExit) as exit_:
             parser.parse_args(argv)
         assert exit_.value.code == 0
+    assert "--bootstrap N" in capsys.readouterr().out  # the metrics help, printed last
+    with pytest.raises(SystemExit):
+        parser.parse_args(["metrics", "--real", "r", "--fake", "f", "--bootstrap", "-1"])
     args = parser.parse_args(["weights", "status", "--weights-dir", str(store.root)])
     assert args.handler(args) == 0
     out = capsys.readouterr().out

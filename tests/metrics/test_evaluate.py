@@ -29,3 +29,15 @@ def test_evaluate_dispatches_by_name(weights: WeightsStore, real: np.ndarray) ->
         evaluate(real[:4], real[:4], ["psnr", "nope"])
     results = evaluate(real[:4], real[:4], ["l1", "ssim"])
     assert [(r.name, r.value) for r in results] == [("l1", 0.0), ("ssim", 1.0)]
+
+
+def test_evaluate_passes_the_bootstrap_rounds_to_set_metrics(weights: WeightsStore,
+                                                             real: np.ndarray) -> None:
+    results = {r.name: r for r in evaluate(real[:8], noisy(real[:8], 16), ["kid", "psnr"],
+                                           bootstrap=20)}
+    assert results["kid"].interval is not None
+    assert results["kid"].interval_method == "bootstrap 95%, 20 rounds over the generated set"
+    assert results["kid_std"].interval is None and results["psnr"].interval is None
+    fields = mlflow_fields(list(results.values()), "sample/")
+    assert {"sample/kid_ci_low", "sample/kid_ci_high"} <= set(fields.metrics)
+    assert not any(name.startswith("sample/psnr_ci") for name in fields.metrics)
