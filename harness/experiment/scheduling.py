@@ -3,7 +3,9 @@
 Ray runs locally, sized to the machine, unless `--address` / `RAY_ADDRESS` names a
 cluster. The whole sweep is one `tune.Tuner` with reused workers: its searcher
 (`harness.experiment.searcher`) hands out the stage-1 jobs, then each trial once its stage-1 job
-has finished; a trial whose stage-1 job failed gets a FAILED run saying so. Per-trial CPUs
+has finished, and beside the trials that generate, one job measuring the reference rows of that
+stage-1 model (their values end on the sweep run too); a trial whose stage-1 job failed gets a
+FAILED run saying so. Per-trial CPUs
 and GPUs come from the experiment's `resources`. Workers catch their own exceptions and
 record them in MLflow, so a failing trial never stops the sweep. `--resume` reopens the
 latest sweep of the experiment and runs only the trials with no FINISHED run.

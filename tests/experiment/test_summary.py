@@ -1,13 +1,18 @@
-"""The summary `harness run` prints: trials, reference rows, and the arms compared in words."""
+"""The summary `harness run` prints (trials, reference rows, the arms compared in words) and the
+reference rows on the sweep run."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from mlflow.tracking import MlflowClient
 
 from harness.config import TrialConfig
-from harness.experiment.scheduling import SweepOutcome
+from harness.experiment.scheduling import SweepOutcome, log_reference_rows
 from harness.experiment.summary import comparison_lines, outcome_table
 from harness.sweep import Trial
+from harness.tracking import create_sweep_run, init_store
 
 SEEDS = 6
 
@@ -52,3 +57,19 @@ def test_reference_rows_follow_the_trials() -> None:
     assert table[-2].split()[:3] == ["real", "data", "reference"]
     assert table[-1].startswith("untrained denoiser (stage1 conv_ae f=4)")
     assert "400" in table[-1]
+
+
+def test_reference_rows_land_on_the_sweep_run(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    experiment_id = init_store(uri, "t")
+    outcome = SweepOutcome("sweep", uri, experiment_id,
+                           create_sweep_run(uri, experiment_id, "sweep", {}, {}))
+    for name, f in (("stage1 conv_ae f=2", 2), ("stage1 conv_ae f=4", 4)):
+        outcome.references[f"reference-{f}"] = {
+            "status": "FINISHED", "stage1": name,
+            "metrics": {"real_data/fid": 30.0, "untrained/fid": 400.0 + f}}
+    log_reference_rows(MlflowClient(uri), outcome)
+    metrics = MlflowClient(uri).get_run(outcome.parent_run_id).data.metrics
+    assert metrics == {"reference/real_data/fid": 30.0,
+                       "reference/untrained.stage1_conv_ae_f_2/fid": 402.0,
+                       "reference/untrained.stage1_conv_ae_f_4/fid": 404.0}
