@@ -220,7 +220,7 @@ class EvalConfig(Section):
         "training distribution) or train (the CIFAR-10 protocol)")
     bootstrap: int = Field(
         100, ge=0, description="bootstrap rounds over the generated set's features for the "
-        "95% intervals of FID and KID (no new Inception pass); 0: no intervals")
+        "95% intervals of FID, KID and IS (no new Inception pass); 0: no intervals")
 
 
 class ResourcesConfig(Section):
