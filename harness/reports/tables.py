@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from harness.metrics.catalog import describe
 from harness.reports.cells import Cell, describe_failures, make_cell
 from harness.reports.context import (
     INTERVAL_NOTE,
@@ -208,17 +209,22 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings,
                 for metric in settings.metrics}
     columns = [Column(group, metric, decimals[metric.name]) for group, metric in pairs]
     seeds = max((cell.n for line in cells for cell in line), default=0)
+    # Intervals and significance for what the metric registry scores (FID, KID, LPIPS, ...),
+    # not for bookkeeping columns such as parameter counts and timings.
+    scored = [describe(column.metric.name) is not None for column in columns]
     entries = [[Entry(cell, format_number(cell.mean, column.decimals),
                       format_number(cell.std, column.decimals),
                       cell.n if cell.kind in RANKED and cell.n != seeds else None,
                       interval=_interval(arm_interval(cell), column.decimals)
-                      if cell.kind in RANKED else "")
-                for cell, column in zip(line, columns, strict=True)] for line in cells]
+                      if cell.kind in RANKED and is_scored else "")
+                for cell, column, is_scored in zip(line, columns, scored, strict=True)]
+               for line in cells]
     for index, column in enumerate(columns):
         ranks = _rank([line[index] for line in entries], column.metric.better, column.decimals)
         ties = indistinguishable([line[index].cell if line[index].kind in RANKED
                                   else replace(line[index].cell, values=())
-                                  for line in entries], column.metric.better)
+                                  for line in entries],
+                                 column.metric.better if scored[index] else None)
         for line, rank, tie in zip(entries, ranks, ties, strict=True):
             line[index] = replace(line[index], rank=rank, tie=tie)
     lines = reference_lines(references if references is not None else runs.iloc[0:0],
@@ -341,8 +347,9 @@ def _context_notes(table: Table) -> list[str]:
     if any(entry.tie for entry in entries):
         notes.append(SIGNIFICANCE_NOTE)
     if table.references:
-        notes.append("*italic rows*: the reference rows, measured like the arms: real data is "
-                     "the floor at this N, the untrained denoiser the ceiling")
+        notes.append("*italic rows*: the reference rows, measured like the arms: real data "
+                     "is what a perfect generator gets at this N, the untrained denoiser what "
+                     "one that learned nothing gets")
     return notes
 
 

@@ -66,7 +66,7 @@ def test_reference_rows_follow_the_arms_in_every_format(store: str, tmp_path: Pa
     real = next(line for line in lines if line.startswith("| *context-rows-016*"))
     assert "30.00 [28.00, 32.00]" in real
     assert lines.index(real) > max(i for i, line in enumerate(lines) if "| concat" in line)
-    assert "real data is the floor" in markdown and "PROTOCOL" not in markdown
+    assert "a perfect generator gets at this N" in markdown and "PROTOCOL" not in markdown
     assert r"\textit{context-rows-016}" in (tmp_path / "table.tex").read_text()
     with (tmp_path / "table.csv").open() as handle:
         rows = list(csv.DictReader(handle))
