@@ -392,7 +392,8 @@ def _latex_caption(table: Table) -> str:
     if any(entry.kind == "failed" for line in table.entries for entry in line):
         parts.append(rf"{LATEX.symbols['failed']}: all runs failed")
     notes = [latex_escape(note.replace("†", "DAGGER").replace("*italic rows*", "italic rows"))
-             .replace("DAGGER", LATEX.tie.strip()) for note in _context_notes(table)]
+             .replace("DAGGER", LATEX.tie.strip()).replace("α", r"$\alpha$")
+             for note in _context_notes(table)]
     return "; ".join(parts + notes)
 
 
