@@ -131,6 +131,7 @@ class Entry:
     note: str = ""  # footnote marker
     interval: str = ""  # "[low, high]": 95% interval (harness.reports.context.arm_interval)
     tie: bool = False  # the seeds cannot tell it from the best arm (context.indistinguishable)
+    problem: bool = False  # better than real data beyond both uncertainties: not a result
 
     @property
     def kind(self) -> str:
@@ -166,7 +167,14 @@ def _rank(entries: list[Entry], better: str | None, decimals: int) -> list[int]:
     return [places.get(v, 0) if v is not None else 0 for v in shown]
 
 
-def _note_text(cell: Cell) -> str:
+BEATS_REAL_DATA = ("better than real data by more than both uncertainties: a protocol "
+                   "problem, not a result")
+
+
+def _note_text(entry: Entry) -> str:
+    if entry.problem:
+        return BEATS_REAL_DATA
+    cell = entry.cell
     if cell.kind == "failed":
         return f"all {cell.runs} runs failed: {describe_failures(cell.failures)}"
     if cell.kind == "unavailable":
@@ -241,7 +249,7 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings,
     notes: dict[str, str] = {}  # text -> marker, in reading order
     for line in entries:
         for index, entry in enumerate(line):
-            text = _note_text(entry.cell)
+            text = _note_text(entry)
             if text:
                 line[index] = replace(entry, note=notes.setdefault(text, _marker(len(notes))))
     return Table(row_axes, column_axes, short_names(list(row_axes + column_axes)), row_keys,
@@ -252,18 +260,20 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings,
 def _beats_real_data(entries: list[list[Entry]], columns: list[Column],
                      lines: list[ReferenceLine], settings: ReportSettings,
                      row_keys: list[Key]) -> list[str]:
-    """`row: metric` of every arm better than the real-data row beyond both uncertainties."""
+    """`row: metric` of every arm better than the real-data row beyond both uncertainties;
+    each such entry gets the footnote that says so."""
     real = next((line for line in lines if line.key == "real_data"), None)
     if real is None:
         return []
     found = []
     for key, line in zip(row_keys, entries, strict=True):
-        for entry, column in zip(line, columns, strict=True):
+        for index, (entry, column) in enumerate(zip(line, columns, strict=True)):
             reference = real.cells[settings.metrics.index(column.metric)]
             if entry.kind in RANKED and beats_real_data(entry.cell, reference,
                                                         column.metric.better):
                 found.append(f"{', '.join(format_value(v) for v in key) or 'all runs'}: "
                              f"{column.metric.label}")
+                line[index] = replace(entry, problem=True)
     return found
 
 

@@ -80,6 +80,8 @@ def test_an_arm_better_than_real_data_is_a_protocol_problem(store: str, tmp_path
     sweep, settings, table = table_for(store, "context-beats", {"add": 20.0, "concat": 40.0},
                                        real_fid=30.0)
     assert table.beats_real_data == ["add: FID"]
+    add = table.entries[table.rows.index(("add",))][0]
+    assert add.problem and dict(table.notes)[add.note].startswith("better than real data")
     write_report(sweep, settings, tmp_path)
     assert "PROTOCOL PROBLEM" in (tmp_path / "table.md").read_text()
     assert "PROTOCOL PROBLEM" in (tmp_path / "index.md").read_text()
