@@ -227,16 +227,16 @@ def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, 
     groups = shared_stage1(pending)
     job_names = stage1_run_names(groups)
     jobs = []
+    real_data_row = True  # the first reference job measures it; it is one per sweep
     for key, members in groups.items():
         stage1_swept = {k: v for k, v in members[0].swept.items() if k.startswith("stage1.")}
         specs = [spec_for(trial, STAGE_TRIAL, trial.trial_id, trial.swept, names[trial.trial_id])
                  for trial in members]
         generating = [trial for trial in members if generates(trial.config)]
         if generating:  # its reference rows first, beside the trials
-            first_group = not any(spec.kind == STAGE_REFERENCE for _, group in jobs
-                                  for spec in group)
             specs.insert(0, spec_for(generating[0], STAGE_REFERENCE, f"reference-{key[:8]}",
-                                     stage1_swept, job_names[key], real_data_row=first_group))
+                                     stage1_swept, job_names[key], real_data_row))
+            real_data_row = False
         jobs.append((spec_for(members[0], STAGE_STAGE1, f"stage1-{key[:8]}", stage1_swept,
                               job_names[key]), specs))
     job_ids = {job.trial_id for job, _ in jobs}

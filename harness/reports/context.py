@@ -36,7 +36,7 @@ def arm_interval(cell: Cell) -> tuple[float, float] | None:
 class ReferenceLine:
     key: str  # real_data, stage1_recon or untrained
     label: str  # the run's name, e.g. `stage-1 reconstructions (stage1 conv_ae f=4)`
-    cells: list[Cell]  # one per table metric; no values where the row lacks the metric
+    cells: list[Cell]  # one per metric asked for; no values where the row lacks the metric
 
 
 def reference_lines(references: pd.DataFrame, metrics: list[str]) -> list[ReferenceLine]:

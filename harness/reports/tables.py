@@ -235,17 +235,15 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings,
                                  column.metric.better if scored[index] else None)
         for line, rank, tie in zip(entries, ranks, ties, strict=True):
             line[index] = replace(line[index], rank=rank, tie=tie)
+    # one cell per table column, so that a reference line lines up with the arms' entries
     lines = reference_lines(references if references is not None else runs.iloc[0:0],
-                            [metric.name for metric in settings.metrics])
-    reference_entries = [(line.label, [Entry(cell, format_number(cell.mean, column.decimals),
-                                             interval=_interval(
-                                                 cell.intervals[0] if cell.intervals else None,
-                                                 column.decimals))
-                                       for cell, column in zip(
-                                           [line.cells[settings.metrics.index(metric)]
-                                            for _, metric in pairs], columns, strict=True)])
-                         for line in lines]
-    beaten = _beats_real_data(entries, columns, lines, settings, row_keys)
+                            [column.metric.name for column in columns])
+    reference_entries = [(line.label, [
+        Entry(cell, format_number(cell.mean, column.decimals),
+              interval=_interval(cell.intervals[0] if cell.intervals else None,
+                                 column.decimals))
+        for cell, column in zip(line.cells, columns, strict=True)]) for line in lines]
+    beaten = _beats_real_data(entries, columns, lines, row_keys)
     notes: dict[str, str] = {}  # text -> marker, in reading order
     for line in entries:
         for index, entry in enumerate(line):
@@ -258,8 +256,7 @@ def build_table(runs: pd.DataFrame, settings: ReportSettings,
 
 
 def _beats_real_data(entries: list[list[Entry]], columns: list[Column],
-                     lines: list[ReferenceLine], settings: ReportSettings,
-                     row_keys: list[Key]) -> list[str]:
+                     lines: list[ReferenceLine], row_keys: list[Key]) -> list[str]:
     """`row: metric` of every arm better than the real-data row beyond both uncertainties;
     each such entry gets the footnote that says so."""
     real = next((line for line in lines if line.key == "real_data"), None)
@@ -267,8 +264,8 @@ def _beats_real_data(entries: list[list[Entry]], columns: list[Column],
         return []
     found = []
     for key, line in zip(row_keys, entries, strict=True):
-        for index, (entry, column) in enumerate(zip(line, columns, strict=True)):
-            reference = real.cells[settings.metrics.index(column.metric)]
+        for index, (entry, column, reference) in enumerate(zip(line, columns, real.cells,
+                                                                strict=True)):
             if entry.kind in RANKED and beats_real_data(entry.cell, reference,
                                                         column.metric.better):
                 found.append(f"{', '.join(format_value(v) for v in key) or 'all runs'}: "

@@ -18,6 +18,7 @@ stage-2 config), so a second sweep on the same data recomputes nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -134,6 +135,7 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
         return lambda: mlflow_fields(evaluate(reference, images(), config.eval.metrics, cache,
                                               reference_key, bootstrap=config.eval.bootstrap))
 
+    @functools.cache  # loaded once, for whichever rows are not in the cache yet
     def stage1() -> torch.nn.Module:
         return load_stage1(config.stage1, dataset, cache)[0]
 
