@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The install is redone when pyproject.toml changes or the venv served another checkout.
 INSTALL_ID := $(CURDIR) $(shell sha256sum pyproject.toml | cut -c1-16)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench gpu-check clean
 
 install:
 	@if [ "$$(cat $(VENV)/.harness-install 2>/dev/null)" != "$(INSTALL_ID)" ]; then \
@@ -33,6 +33,11 @@ bench: install  ## benchmark scripts (print figures; no assertions)
 	$(BIN)/python benchmarks/inception_throughput.py
 	$(BIN)/python benchmarks/sampler_overhead.py
 	$(BIN)/python benchmarks/gddcm_overhead.py
+	$(BIN)/python benchmarks/data_memory.py --images 2000
+
+gpu-check: install  ## every stage on the GPU: device, precision, images/s, peak memory per stage
+	$(BIN)/harness weights provision
+	$(BIN)/python benchmarks/gpu_check.py
 
 clean:
 	rm -rf .harness mlflow.db mlartifacts .pytest_cache

@@ -44,14 +44,17 @@ def measure(levers: dict[str, bool], no_mkldnn: bool, warmup: int, steps: int) -
 
     from harness.config import Stage1Config
     from harness.data import load_dataset
+    from harness.runtime import Runtime
     from harness.stages.stage1 import SpeedLevers, train_stage1
 
     torch.backends.mkldnn.enabled = not no_mkldnn
     images = load_dataset(REPO / "data_manifests/skimage_patches.yaml").train
     phase = warmup + steps
-    config = Stage1Config(train_steps=2 * phase, adversarial_start=phase)
+    config = Stage1Config(train_steps=2 * phase, adversarial_start=phase, log_every=10**9)
     load = os.getloadavg()[0]
-    result = train_stage1(config, images, log_every=10**9, levers=SpeedLevers(**levers))
+    compiled = levers.pop("compile", False)
+    result = train_stage1(config, images, Runtime(compile=compiled),
+                          levers=SpeedLevers(**levers))
     times = np.array(result.step_seconds)
     autoencoder, adversarial = times[warmup:phase], times[phase + warmup:]
     return {"threads": torch.get_num_threads(), "load_before": load,

@@ -1,10 +1,15 @@
 """Content-addressed artifact cache shared by concurrent trials (file lock + atomic rename).
 
 An entry is a folder `<root>/<kind>/<key>/` holding the files a builder wrote and an
-`entry.json` with their sha256. The first process to need an entry builds it into a
+`entry.json` with their sha256 and sizes. The first process to need an entry builds it into a
 temporary folder under the lock and renames it into place; everyone else waits on the lock
 and then reads it. An entry whose files no longer match their hashes is rebuilt with a
 warning, never used.
+
+A lookup hashes every file of the entry (`verify="sha256"`, the default). Entries of many
+gigabytes (a dataset store) are looked up with `verify="size"`: each file must exist with the
+size it was built with; their sha256 are still recorded, and checked only when asked
+(`ArtifactCache.verify(kind, key)`).
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from filelock import FileLock
 
 log = logging.getLogger(__name__)
 
 ENTRY_FILE = "entry.json"
+
+Verify = Literal["sha256", "size"]  # what a lookup checks of each file of an entry
 
 
 @dataclass(frozen=True)
@@ -46,20 +54,24 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(entry: Path) -> str | None:
+def _verify(entry: Path, verify: Verify = "sha256") -> str | None:
     """None if the entry is complete and intact, else what is wrong with it."""
     meta_path = entry / ENTRY_FILE
     if not meta_path.is_file():
         return "no entry.json"
     try:
-        files = json.loads(meta_path.read_text())["files"]
+        meta = json.loads(meta_path.read_text())
+        files, sizes = meta["files"], meta.get("sizes")
     except (ValueError, KeyError) as error:
         return f"unreadable entry.json ({error})"
     for name, expected in files.items():
         path = entry / name
         if not path.is_file():
             return f"{name} is missing"
-        if file_sha256(path) != expected:
+        if verify == "size" and sizes is not None:  # entries built before sizes: sha256
+            if (size := path.stat().st_size) != sizes.get(name):
+                return f"{name} is {size} bytes, not the {sizes.get(name)} it was built with"
+        elif file_sha256(path) != expected:
             return f"{name} does not match its sha256"
     return None
 
@@ -71,17 +83,24 @@ class ArtifactCache:
     def path(self, kind: str, key: str) -> Path:
         return self.root / kind / key
 
-    def lookup(self, kind: str, key: str) -> Path | None:
+    def lookup(self, kind: str, key: str, verify: Verify = "sha256") -> Path | None:
         entry = self.path(kind, key)
-        return entry if entry.is_dir() and _verify(entry) is None else None
+        return entry if entry.is_dir() and _verify(entry, verify) is None else None
 
-    def get_or_build(self, kind: str, key: str, build: Callable[[Path], None]) -> CacheEntry:
-        """Return the entry, building it with `build(tmp_folder)` if no valid one exists."""
+    def verify(self, kind: str, key: str) -> str | None:
+        """The full check of an entry (every file against its sha256): None when intact."""
+        entry = self.path(kind, key)
+        return _verify(entry) if entry.is_dir() else "no such entry"
+
+    def get_or_build(self, kind: str, key: str, build: Callable[[Path], None],
+                     verify: Verify = "sha256") -> CacheEntry:
+        """Return the entry, building it with `build(tmp_folder)` if no valid one exists;
+        `verify` is what an existing entry is checked with (see the module docstring)."""
         entry = self.path(kind, key)
         entry.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(entry) + ".lock"):
             if entry.is_dir():
-                problem = _verify(entry)
+                problem = _verify(entry, verify)
                 if problem is None:
                     return CacheEntry(entry, built=False)
                 log.warning("cache entry %s is corrupted (%s); rebuilding it", entry, problem)
@@ -95,9 +114,10 @@ class ArtifactCache:
             staging.mkdir()
             try:
                 build(staging)
-                files = {p.name: file_sha256(p) for p in sorted(staging.iterdir()) if p.is_file()}
-                meta = {"files": files, "built_at": time.time(), "host": socket.gethostname(),
-                        "pid": os.getpid()}
+                written = [p for p in sorted(staging.iterdir()) if p.is_file()]
+                meta = {"files": {p.name: file_sha256(p) for p in written},
+                        "sizes": {p.name: p.stat().st_size for p in written},
+                        "built_at": time.time(), "host": socket.gethostname(), "pid": os.getpid()}
                 (staging / ENTRY_FILE).write_text(json.dumps(meta, indent=2))
                 os.replace(staging, entry)
             finally:

@@ -97,6 +97,9 @@ class Stage1Config(Section):
     eval_metrics: list[str] = Field(
         default_factory=lambda: list(RECONSTRUCTION_METRICS),
         description="reconstruction metrics of the stage-1 evaluation (harness.metrics names)")
+    log_every: int = Field(50, ge=1, description="mean training losses logged every N steps")
+    checkpoint_every: int = Field(
+        1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
 
     @field_validator("f")
     @classmethod
@@ -157,8 +160,9 @@ class Stage1Config(Section):
 class Stage2Config(Section):
     """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training.
 
-    `eval_every` and `eval_num_samples` set how training is watched, not what it produces,
-    so they are not part of the stage-2 cache key (harness.keys)."""
+    `eval_every`, `eval_num_samples`, `log_every` and `checkpoint_every` set how training is
+    watched, not what it produces, so they are not part of the stage-2 cache key
+    (harness.keys)."""
 
     kind: Stage2Kind = Field("fftd", description="denoiser, registered in "
                              "harness.models.STAGE2: " + STAGE2.describe())
@@ -182,6 +186,9 @@ class Stage2Config(Section):
     ema: float = Field(0.999, ge=0, lt=1, description="EMA decay of the weights")
     eval_every: int = Field(0, ge=0, description="KID (and FID) every N steps; 0: only at the end")
     eval_num_samples: int = Field(64, ge=2, description="samples per periodic evaluation")
+    log_every: int = Field(50, ge=1, description="mean training loss logged every N steps")
+    checkpoint_every: int = Field(
+        1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
 
     @field_validator("prediction")
     @classmethod
@@ -224,8 +231,16 @@ class EvalConfig(Section):
 
 
 class ResourcesConfig(Section):
+    """What each trial runs on and how (harness.runtime): Ray gives a trial its CPUs and GPUs,
+    and every stage of the trial runs on that one device."""
+
     cpus_per_trial: float = Field(1.0, gt=0)
-    gpus_per_trial: float = Field(0.0, ge=0)
+    gpus_per_trial: float = Field(0.0, ge=0, description="GPUs per trial; a fraction lets "
+                                  "trials share one (0.5: two per GPU)")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="autocast dtype of the models' training, sampling and decoding "
+        "(fp16 with a gradient scaler; TF32 on for bf16 and fp16); metric networks stay fp32")
+    compile: bool = Field(False, description="torch.compile the models for training")
     max_concurrent_trials: int | None = Field(
         None, ge=1, description="default: as many as the cluster's CPUs allow")
 

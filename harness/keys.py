@@ -17,6 +17,7 @@ from harness.config import Stage1Config, TrialConfig
 STAGE1_CODE_VERSION = "stage1-2"  # bump when stage-1 training changes what it produces
 STAGE2_CODE_VERSION = "fftd-1"  # bump when stage-2 training changes what it produces
 STAGE1_EVAL_KEYS = ("eval_images", "eval_metrics")  # how stage 1 is evaluated
+TRAINING_WATCH_KEYS = ("log_every", "checkpoint_every")  # how a training run is watched
 STAGE2_EVAL_KEYS = ("eval_every", "eval_num_samples")  # how stage-2 training is watched
 LPIPS_NETWORK = "lpips-alex"  # the stage-1 perceptual loss trains with these weights
 EVAL_NETWORKS = ("lpips-alex", "inception-pool3")
@@ -38,25 +39,31 @@ def weights_sha256(network: str) -> str | None:
         return None
 
 
-def stage1_key(config: Stage1Config, data_hash: str) -> str:
-    """A stage-1 model: its config (less the evaluation keys), the data's content, the code,
-    and the LPIPS weights its perceptual loss trains with (or none)."""
+def stage1_key(config: Stage1Config, data_hash: str, numerics: dict[str, Any] | None = None
+               ) -> str:
+    """A stage-1 model: its config (less the evaluation and watch keys), the data's content,
+    the code, the LPIPS weights its perceptual loss trains with (or none), and how its
+    arithmetic ran where that is not plain fp32 (`Runtime.numerics`)."""
     lpips = weights_sha256(LPIPS_NETWORK) if config.perceptual_weight > 0 else None
-    return config_hash({"stage1": config.model_dump(mode="json", exclude=set(STAGE1_EVAL_KEYS)),
-                        "data": data_hash, "code": STAGE1_CODE_VERSION, "lpips": lpips})
+    fields = {"stage1": config.model_dump(mode="json", exclude={*STAGE1_EVAL_KEYS,
+                                                                *TRAINING_WATCH_KEYS}),
+              "data": data_hash, "code": STAGE1_CODE_VERSION, "lpips": lpips}
+    return config_hash(fields | ({"numerics": numerics} if numerics else {}))
 
 
-def stage1_eval_key(config: Stage1Config, data_hash: str) -> str:
+def stage1_eval_key(config: Stage1Config, data_hash: str,
+                    numerics: dict[str, Any] | None = None) -> str:
     """A stage-1 evaluation: the model, its settings, the metric networks' weights."""
     weights = {network: weights_sha256(network) for network in EVAL_NETWORKS}
-    return config_hash({"model": stage1_key(config, data_hash), "weights": weights,
+    return config_hash({"model": stage1_key(config, data_hash, numerics), "weights": weights,
                         "eval": {key: getattr(config, key) for key in STAGE1_EVAL_KEYS}})
 
 
-def stage2_key(config: TrialConfig, stage1_model_key: str) -> str:
+def stage2_key(config: TrialConfig, stage1_model_key: str,
+               numerics: dict[str, Any] | None = None) -> str:
     """A stage-2 model: its config (less how training is watched), the stage-1 model it was
-    trained on, the trial's seed and the code."""
-    return config_hash({"stage2": config.stage2.model_dump(mode="json",
-                                                           exclude=set(STAGE2_EVAL_KEYS)),
-                        "stage1": stage1_model_key, "seed": config.seed,
-                        "code": STAGE2_CODE_VERSION})
+    trained on, the trial's seed, the code, and its arithmetic where not plain fp32."""
+    fields = {"stage2": config.stage2.model_dump(mode="json", exclude={*STAGE2_EVAL_KEYS,
+                                                                       *TRAINING_WATCH_KEYS}),
+              "stage1": stage1_model_key, "seed": config.seed, "code": STAGE2_CODE_VERSION}
+    return config_hash(fields | ({"numerics": numerics} if numerics else {}))

@@ -12,6 +12,19 @@ from harness.weights import WeightsStore, using
 from tests.helpers import write_experiment
 
 
+@pytest.fixture(scope="session")
+def session_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("harness-cache")
+
+
+@pytest.fixture(autouse=True)
+def _cache_dir_outside_the_repository(session_cache_dir: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """$HARNESS_CACHE_DIR for every test: dataset stores and cached models land in one temp
+    folder of the session, never in the checkout. A test may set its own."""
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(session_cache_dir))
+
+
 @pytest.fixture
 def tiny_experiment(tmp_path: Path) -> Path:
     return write_experiment(tmp_path)

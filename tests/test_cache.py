@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing
 import time
@@ -76,3 +77,37 @@ def test_a_killed_build_leaves_nothing_behind_after_the_next_build(tmp_path: Pat
     assert not left.exists() and other.exists()
     assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
         ".other-key.0123abcd.tmp", "key", "key.lock"]
+
+
+def test_size_lookups_check_sizes_and_the_full_check_is_on_request(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    entry = cache.get_or_build("dataset", "abc", _build_slowly, verify="size").path
+    meta = json.loads((entry / "entry.json").read_text())
+    assert meta["sizes"] == {"model.pt": len(b"weights")}
+    (entry / "model.pt").write_bytes(b"WEIGHTS")  # same size: only a hash sees it
+    assert cache.lookup("dataset", "abc", verify="size") == entry
+    assert not cache.get_or_build("dataset", "abc", _build_slowly, verify="size").built
+    assert cache.verify("dataset", "abc") == "model.pt does not match its sha256"
+    assert cache.lookup("dataset", "abc") is None  # the default lookup still hashes
+    assert cache.verify("dataset", "missing") == "no such entry"
+
+
+def test_a_size_lookup_rebuilds_a_truncated_entry(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    cache = ArtifactCache(tmp_path)
+    entry = cache.get_or_build("dataset", "abc", _build_slowly, verify="size").path
+    (entry / "model.pt").write_bytes(b"weigh")
+    assert cache.lookup("dataset", "abc", verify="size") is None
+    with caplog.at_level(logging.WARNING):
+        again = cache.get_or_build("dataset", "abc", _build_slowly, verify="size")
+    assert again.built and "model.pt is 5 bytes, not the 7 it was built with" in caplog.text
+
+
+def test_entries_without_sizes_are_hashed_by_size_lookups(tmp_path: Path) -> None:
+    cache = ArtifactCache(tmp_path)
+    entry = cache.get_or_build("dataset", "abc", _build_slowly).path
+    meta = json.loads((entry / "entry.json").read_text())
+    del meta["sizes"]  # as written before entries recorded sizes
+    (entry / "entry.json").write_text(json.dumps(meta))
+    (entry / "model.pt").write_bytes(b"WEIGHTS")
+    assert cache.lookup("dataset", "abc", verify="size") is None

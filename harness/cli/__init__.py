@@ -54,7 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="exit 0 even if some trials failed (they are still recorded FAILED)")
     run.add_argument("--verbose", action="store_true",
                      help="stream the trials' own log lines to this terminal")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-progress", action="store_true",
+                     help="hide the progress bar and the trials' progress lines")
+    run.add_argument("--progress-every", type=float, default=30.0, metavar="SECONDS",
+                     help="at most one progress line (stage, step / total, images/s, ETA) per "
+                          "stage of a trial every SECONDS (default 30); also logged to its "
+                          "MLflow run as progress/<stage>/...")
     run.add_argument("--no-report", action="store_true",
                      help="do not attach the sweep's report (index.md, tables, plots) to its "
                           "MLflow run at the end")
@@ -78,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--out", type=Path, metavar="PNG",
                       help="where to write the preview grid (default: <manifest>_preview.png "
                            "in the working directory)")
+    show.add_argument("--cache-dir", type=Path, metavar="DIR",
+                      help="where the dataset store is (default: $HARNESS_CACHE_DIR, else "
+                           ".harness/cache in the working directory)")
     show.set_defaults(handler=cmd_data_show)
 
     from harness.cli.tokenize import add_commands as add_tokenize_commands
@@ -116,7 +124,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = RunOptions(resume=args.resume, sweep_id=args.sweep_id, address=args.address,
                          tracking_uri=args.tracking_uri, cache_dir=args.cache_dir,
                          max_concurrent_trials=args.max_concurrent, verbose=args.verbose,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, progress_seconds=args.progress_every)
     outcome = run_sweep(experiment, trials, options)
     print_outcome(outcome, trials, [metric.name for metric in experiment.spec.report.metrics])
     if not args.no_report and not outcome.interrupted:
@@ -179,7 +187,7 @@ def run_server(command: list[str], grace: float = 10.0) -> int:
 def cmd_data_show(args: argparse.Namespace) -> int:
     from harness.data import show
 
-    print(show(args.manifest, args.out))
+    print(show(args.manifest, args.out, args.cache_dir))
     return 0
 
 

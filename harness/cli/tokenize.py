@@ -109,6 +109,6 @@ def cmd_decode(args: argparse.Namespace) -> int:
     model = load_model(args.model or tokens.meta["model_ref"])
     data = decode(model, tokens)
     with args.out.open("wb") as handle:
-        np.savez(handle, images=model.to_images(data), data=data.numpy())
+        np.savez(handle, images=model.to_images(data), data=data.cpu().numpy())
     print(f"{args.out}: {len(data)} reconstructions")
     return 0

@@ -1,8 +1,9 @@
 """Data manifests and the datasets they describe, as uint8 NHWC train/eval arrays.
 
 manifest: the schema, loading and the source registry; sources: the registered sources;
-dataset: materialized and cached datasets; images: conversions and grids; tensors: the
-model's float tensors (the only module that imports torch).
+store: the splits materialized once on disk and memory-mapped; dataset: loading a manifest's
+dataset from its store; images: conversions and grids; tensors: the model's float tensors
+(the only module that imports torch).
 """
 
 from harness.data import sources  # noqa: F401  (registers the sources before any manifest loads)

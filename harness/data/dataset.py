@@ -1,4 +1,8 @@
-"""Datasets: a manifest's splits materialized as read-only uint8 NHWC arrays, cached per process."""
+"""Datasets: a manifest's splits as read-only uint8 NHWC arrays, memory-mapped from the store.
+
+`load_dataset` materializes the splits once into the dataset store (harness.data.store) under
+the cache root and maps them; a second load in the same process returns the same Dataset.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from harness.cache import ArtifactCache, default_cache_dir
 from harness.data.images import save_grid
-from harness.data.manifest import get_source, load_manifest, resolve_path
-from harness.errors import DataError
+from harness.data.manifest import load_manifest
+from harness.data.store import entry_bytes, open_store, split_header, store_key
 
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """A materialized manifest: read-only uint8 NHWC arrays per split."""
+    """A materialized manifest: read-only uint8 NHWC arrays per split (memory-mapped)."""
 
     name: str
     train: np.ndarray
@@ -25,53 +30,41 @@ class Dataset:
     content_hash: str
     manifest_path: Path
     source: str = ""
+    store: Path | None = None  # the store entry the splits are mapped from
 
 
 def content_hash(train: np.ndarray, eval_: np.ndarray) -> str:
-    """sha256 over both splits' dtypes, shapes and pixel bytes."""
+    """sha256 over both splits' dtypes, shapes and pixel bytes (the store computes the same
+    while it writes the splits)."""
     digest = hashlib.sha256()
     for name, images in (("train", train), ("eval", eval_)):
-        digest.update(f"{name}:{images.dtype.str}:{images.shape}\n".encode())
+        digest.update(split_header(name, images.dtype, images.shape))
         digest.update(np.ascontiguousarray(images).data)
     return digest.hexdigest()
 
 
-def load_dataset(manifest_path: str | Path) -> Dataset:
-    """Materialize a manifest's splits; repeated loads in one process reuse the arrays."""
+def load_dataset(manifest_path: str | Path, cache_dir: str | Path | None = None) -> Dataset:
+    """The manifest's splits, from its store entry under `cache_dir` (default: the harness
+    cache), materialized there first if needed; repeated loads in one process reuse them."""
     path = Path(manifest_path).expanduser().resolve()
-    manifest = load_manifest(path)
-    data_stamp = None
-    if manifest.path is not None:
-        data = resolve_path(manifest.path, path)
-        data_stamp = data.stat().st_mtime_ns if data.exists() else None
-    # The manifest's bytes, not its mtime: two edits within one timestamp tick must not collide.
-    manifest_digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return _load_cached(path, manifest_digest, data_stamp)
+    key = store_key(load_manifest(path), path)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return _load_cached(path, key, root.resolve())
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(path: Path, manifest_digest: str, data_stamp: int | None) -> Dataset:
+def _load_cached(path: Path, key: str, cache_root: Path) -> Dataset:
     manifest = load_manifest(path)
-    train, eval_ = get_source(manifest.source).load(manifest, path)
-    res = manifest.resolution
-    for key, images, count in (
-        ("train", train, manifest.splits.train),
-        ("eval", eval_, manifest.splits.eval),
-    ):
-        if images.dtype != np.uint8 or images.shape != (count, res, res, 3):
-            raise DataError(
-                f"{path}: source {manifest.source!r} returned {key} as {images.dtype} "
-                f"{images.shape}, expected uint8 {(count, res, res, 3)}"
-            )
-        images.setflags(write=False)  # the cached arrays are shared by every caller
+    store = open_store(manifest, path, key, ArtifactCache(cache_root))
     return Dataset(
         name=manifest.name,
-        train=train,
-        eval=eval_,
-        resolution=res,
-        content_hash=content_hash(train, eval_),
+        train=store.train,
+        eval=store.eval,
+        resolution=manifest.resolution,
+        content_hash=store.content_hash,
         manifest_path=path,
         source=manifest.source,
+        store=store.path,
     )
 
 
@@ -85,6 +78,8 @@ def describe(dataset: Dataset) -> str:
         f"images    {'x'.join(str(d) for d in train.shape[1:])} {train.dtype}",
         f"hash      sha256:{dataset.content_hash}",
     ]
+    if dataset.store is not None:
+        lines.append(f"store     {dataset.store} ({entry_bytes(dataset.store) / 2**20:.1f} MiB)")
     for key, images in (("train", train), ("eval", eval_)):
         if len(images):
             mean = images.reshape(-1, images.shape[-1]).mean(axis=0)
@@ -92,9 +87,13 @@ def describe(dataset: Dataset) -> str:
     return "\n".join(lines)
 
 
-def show(manifest_path: str | Path, out_png: str | Path | None = None) -> str:
+def show(
+    manifest_path: str | Path,
+    out_png: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+) -> str:
     """`harness data show`: summary text plus a PNG grid of the first 64 train images."""
-    dataset = load_dataset(manifest_path)
+    dataset = load_dataset(manifest_path, cache_dir)
     out = Path(out_png) if out_png is not None else Path(f"{Path(manifest_path).stem}_preview.png")
     save_grid(dataset.train[:64], out, nrow=8)
     return f"{describe(dataset)}\npreview   {out}"

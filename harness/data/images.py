@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+RESIZE_CHUNK = 1024  # images per resize() call in center_crop_resize
+CHUNK_BYTES = 64 << 20  # about how much of a split a chunked source holds at once
+
+
+def chunk_length(side: int) -> int:
+    """How many side x side RGB uint8 images fit in CHUNK_BYTES (at least one)."""
+    return max(1, CHUNK_BYTES // (side * side * 3))
+
+
+def rechunk(batches: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """The images of `batches`, in order, regrouped into chunks of `size` (the last shorter)."""
+    pending: list[np.ndarray] = []
+    held = 0
+    for batch in batches:
+        while len(batch):
+            part, batch = batch[: size - held], batch[size - held :]
+            pending.append(part)
+            held += len(part)
+            if held == size:
+                yield np.concatenate(pending)
+                pending, held = [], 0
+    if held:
+        yield np.concatenate(pending)
 
 
 def as_uint8(images: np.ndarray) -> np.ndarray:
@@ -48,8 +72,14 @@ def resize(images: np.ndarray, side: int) -> np.ndarray:
     return (rows @ x).reshape(side, n, c, side).transpose(1, 0, 3, 2)
 
 
-def center_crop_resize(images: np.ndarray, resolution: int, chunk: int = 1024) -> np.ndarray:
-    """Center-crop and resize a uint8 NHWC batch to resolution x resolution."""
+def center_crop_resize(
+    images: np.ndarray, resolution: int, chunk: int = RESIZE_CHUNK
+) -> np.ndarray:
+    """Center-crop and resize a uint8 NHWC batch to resolution x resolution.
+
+    The batch is resized `chunk` images at a time; a source that calls this on parts of a
+    split cuts them at multiples of RESIZE_CHUNK, so its pixels match one call on the whole.
+    """
     n, h, w = images.shape[:3]
     if (h, w) == (resolution, resolution):
         return images

@@ -1,10 +1,16 @@
-"""Data manifests: the schema, loading and validation, the source registry and data errors."""
+"""Data manifests: the schema, loading and validation, the source registry and data errors.
+
+A source is `fn(manifest, manifest_path)` returning the (train, eval) arrays, or with
+`chunked=True` yielding `(split, images)` chunks, every train image before any eval image, so
+that a split larger than memory never has to be whole at once (harness.data.store writes the
+chunks to disk). Its `stamp` says what changes when the local data it reads changes.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,7 +22,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError, DataError
 
 Split = tuple[np.ndarray, np.ndarray]
+Chunk = tuple[str, np.ndarray]  # consecutive images of split "train" or "eval"
 SourceFn = Callable[["Manifest", Path], Split]
+ChunkedSourceFn = Callable[["Manifest", Path], Iterator[Chunk]]
+StampFn = Callable[["Manifest", Path], str]
+_Fn = TypeVar("_Fn", SourceFn, ChunkedSourceFn)
 _Items = TypeVar("_Items", np.ndarray, list[Path])
 
 
@@ -72,10 +82,27 @@ class Source:
     """A registered data source: its loader, options model and what it needs from the manifest."""
 
     name: str
-    load: SourceFn
+    load: SourceFn | ChunkedSourceFn
     options: type[BaseModel]
     needs_path: bool
     single_file: bool
+    chunked: bool = False
+    stamp: StampFn | None = None
+
+    def chunks(self, manifest: Manifest, manifest_path: Path) -> Iterator[Chunk]:
+        """The manifest's images as `(split, images)` chunks: all of train, then all of eval."""
+        if self.chunked:
+            yield from self.load(manifest, manifest_path)
+            return
+        train, eval_ = self.load(manifest, manifest_path)
+        yield "train", train
+        yield "eval", eval_
+
+    def data_stamp(self, manifest: Manifest, manifest_path: Path) -> str | None:
+        """What changes when the local data the manifest reads changes; None if it reads none."""
+        if self.stamp is not None:
+            return self.stamp(manifest, manifest_path)
+        return path_stamp(data_path(manifest, manifest_path)) if self.needs_path else None
 
 
 class NoOptions(StrictModel):
@@ -91,13 +118,17 @@ def register_source(
     options: type[BaseModel] = NoOptions,
     needs_path: bool = False,
     single_file: bool = False,
-) -> Callable[[SourceFn], SourceFn]:
-    """Register `fn(manifest, manifest_path) -> (train, eval)` as the source called `name`."""
+    chunked: bool = False,
+    stamp: StampFn | None = None,
+) -> Callable[[_Fn], _Fn]:
+    """Register `fn(manifest, manifest_path) -> (train, eval)` as the source called `name`;
+    with `chunked`, `fn` yields `(split, images)` chunks instead (see the module docstring).
+    `stamp(manifest, manifest_path)` defaults to `path_stamp` of the manifest's `path`."""
 
-    def decorate(fn: SourceFn) -> SourceFn:
+    def decorate(fn: _Fn) -> _Fn:
         if name in _SOURCES:
             raise ValueError(f"data source {name!r} is already registered")
-        _SOURCES[name] = Source(name, fn, options, needs_path, single_file)
+        _SOURCES[name] = Source(name, fn, options, needs_path, single_file, chunked, stamp)
         return fn
 
     return decorate
@@ -201,6 +232,26 @@ def data_path(manifest: Manifest, manifest_path: Path) -> Path:
     return resolve_path(manifest.path, manifest_path)
 
 
+def files_stamp(root: Path, files: Iterable[Path]) -> str:
+    """sha256 over `root` and the (path relative to it, size, mtime) of each file: changes when
+    any of them is edited, added, removed or renamed, without reading a byte of them."""
+    digest = hashlib.sha256(f"{root.resolve()}\n".encode())
+    for file in files:
+        stat = file.stat()
+        digest.update(f"{file.relative_to(root).as_posix()}\t{stat.st_size}\t"
+                      f"{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def path_stamp(path: Path) -> str:
+    """`files_stamp` of a file, or of every file under a folder; "missing" if there is none."""
+    if path.is_file():
+        return files_stamp(path.parent, [path])
+    if path.is_dir():
+        return files_stamp(path, sorted(p for p in path.rglob("*") if p.is_file()))
+    return "missing"
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()
@@ -221,6 +272,15 @@ def data_error(
     return DataError(f"{file}: {problem}{hint} [manifest {manifest_path}]. To obtain it: {how}")
 
 
+def too_few(
+    file: Path, held: int, count: int, key: str, manifest: Manifest, manifest_path: Path,
+    noun: str = "images",
+) -> DataError:
+    """The DataError of a `file` that holds `held` items where manifest key `key` asks `count`."""
+    problem = f"holds {held} {noun} but {key} asks for {count}"
+    return data_error(file, problem, manifest, manifest_path)
+
+
 def take(
     items: _Items,
     count: int,
@@ -232,6 +292,5 @@ def take(
 ) -> _Items:
     """The first `count` items; a DataError if `file` holds fewer than manifest key `key` asks."""
     if len(items) < count:
-        problem = f"holds {len(items)} {noun} but {key} asks for {count}"
-        raise data_error(file, problem, manifest, manifest_path)
+        raise too_few(file, len(items), count, key, manifest, manifest_path, noun)
     return items[:count]

@@ -9,6 +9,7 @@ With a process's marginal z_t = alpha z_0 + sigma eps (harness.diffusion.process
 Any output o = a z_0 + b eps is solved with Eq. 8 for (x0, eps) (seed 002 Eq. 16).
 Timestep weighting lambda_t (seed 003): uniform, or min-SNR-gamma (Hang et al. 2023), which
 weighs each t by min(SNR_t, gamma) expressed in the units of the prediction target.
+The losses draw t and eps from the CPU generator and move them to z0's device.
 """
 
 from __future__ import annotations
@@ -88,12 +89,20 @@ def loss_weight(weighting: str, prediction: str, snr: torch.Tensor, gamma: float
     return {"eps": clipped / snr, "v": clipped / (snr + 1), "x0": clipped}[prediction]
 
 
+def draw_times_and_noise(process: Process, z0: torch.Tensor, generator: torch.Generator | None
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """t ~ the process's training times, then eps ~ N(0, I) like z0, both drawn on the CPU
+    generator in this order and moved to z0's device."""
+    t = process.training_times(len(z0), generator)
+    eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    return t.to(z0.device), eps.to(z0.device)
+
+
 def ddpm_loss(model: torch.nn.Module, z0: torch.Tensor, process: DDPM, prediction: str,
               weighting: str, generator: torch.Generator | None = None, gamma: float = 5.0
               ) -> torch.Tensor:
     """One Monte-Carlo estimate of the weighted objective with t ~ U{0..T-1}."""
-    t = process.training_times(len(z0), generator)
-    eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    t, eps = draw_times_and_noise(process, z0, generator)
     z_t = process.add_noise(z0, eps, t)
     a = broadcast(process.alpha_bar_at(t), z0)
     goal = target(prediction, z0, eps, (-(1 - a).sqrt(), a.sqrt()))
@@ -109,8 +118,7 @@ def flow_matching_loss(model: torch.nn.Module, z0: torch.Tensor, process: Rectif
     uniform weighting only."""
     if weighting != "uniform":
         raise ValueError(f"rectified flow trains with uniform weighting, got {weighting!r}")
-    t = process.training_times(len(z0), generator)
-    eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype)
+    t, eps = draw_times_and_noise(process, z0, generator)
     z_t = process.add_noise(z0, eps, t)
     output = model(z_t, process.model_time(t))
     goal = target(prediction, z0, eps, process.v_coefficients(0.0))

@@ -7,6 +7,7 @@ Every process has the unified marginal of seed 002 Eq. 8,
 written s(t) and Sigma(t) in the seed (here `alpha` and `sigma`), in the process's own time:
 a step index 0..T-1 for discrete-time DDPM (-1 is the clean end), t in [0, 1] for rectified
 flow. `alpha` and `sigma` are float64 scalars; `add_noise` is the same marginal on a batch.
+Tensors a process makes are on the device of the times it is given (or `device`).
 
 ddpm            q(z_t | z_0) = N(sqrt(alpha_bar_t) z_0, (1 - alpha_bar_t) I), alpha_bar_t =
                 prod_{s <= t} (1 - beta_s) (seed 001 Eq. 1-2; DESIGN section 4's "a")
@@ -50,8 +51,8 @@ class Process(Protocol):
                   ) -> torch.Tensor: ...
     def training_times(self, batch: int, generator: torch.Generator | None
                        ) -> torch.Tensor: ...
-    def model_time(self, t: torch.Tensor | float, batch: int | None = None
-                   ) -> torch.Tensor: ...
+    def model_time(self, t: torch.Tensor | float, batch: int | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor: ...
 
 
 def make_process(name: str, beta_schedule: str = "scaled_linear", T: int = 500) -> Process:
@@ -90,7 +91,8 @@ def make_betas(kind: str, T: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class DDPM:
     """Discrete-time variance-preserving DDPM: alpha = sqrt(alpha_bar_t),
-    sigma = sqrt(1 - alpha_bar_t), t = 0 .. T-1 (float64 tables on the CPU)."""
+    sigma = sqrt(1 - alpha_bar_t), t = 0 .. T-1 (float64 tables on the CPU, copied once to
+    each device whose timesteps index them)."""
 
     betas: torch.Tensor
     name = "ddpm"
@@ -122,9 +124,22 @@ class DDPM:
         every step."""
         return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - self.betas, 0)])
 
-    def alpha_bar_at(self, t: torch.Tensor | int) -> torch.Tensor:
-        """alpha_bar_t with alpha_bar_{-1} = 1 (the clean end of the chain)."""
-        return self._padded_alpha_bar[torch.as_tensor(t) + 1]
+    @cached_property
+    def _tables(self) -> dict[torch.device, torch.Tensor]:
+        return {}
+
+    def _padded_alpha_bar_on(self, device: torch.device) -> torch.Tensor:
+        if device not in self._tables:
+            self._tables[device] = self._padded_alpha_bar.to(device)
+        return self._tables[device]
+
+    def alpha_bar_at(self, t: torch.Tensor | int, device: torch.device | str | None = None
+                     ) -> torch.Tensor:
+        """alpha_bar_t with alpha_bar_{-1} = 1 (the clean end of the chain), on t's device
+        (an int t: on `device`, default the CPU)."""
+        if isinstance(t, torch.Tensor):
+            return self._padded_alpha_bar_on(t.device)[t + 1]
+        return self._padded_alpha_bar_on(torch.device(device or "cpu"))[t + 1].clone()
 
     def alpha(self, t: float) -> float:
         return float(self.alpha_bar_at(int(t))) ** 0.5
@@ -147,14 +162,15 @@ class DDPM:
         return a.sqrt() * z0 + (1 - a).sqrt() * eps
 
     def training_times(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
-        """t ~ U{0 .. T-1}."""
+        """t ~ U{0 .. T-1} (on the CPU, like the generator)."""
         return torch.randint(0, self.T, (batch,), generator=generator)
 
-    def model_time(self, t: torch.Tensor | float, batch: int | None = None) -> torch.Tensor:
-        """The integer timestep the network is fed."""
+    def model_time(self, t: torch.Tensor | float, batch: int | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+        """The integer timestep the network is fed (a batch of one t: on `device`)."""
         if batch is not None:
-            return torch.full((batch,), int(t), dtype=torch.long)
-        return torch.as_tensor(t)
+            return torch.full((batch,), int(t), dtype=torch.long, device=device)
+        return torch.as_tensor(t, device=device)
 
 
 @dataclass(frozen=True)
@@ -191,14 +207,16 @@ class RectifiedFlow:
         return (1 - t) * z0 + t * eps
 
     def training_times(self, batch: int, generator: torch.Generator | None) -> torch.Tensor:
-        """t ~ U(0, 1) in float64."""
+        """t ~ U(0, 1) in float64 (on the CPU, like the generator)."""
         return torch.rand(batch, generator=generator, dtype=torch.float64)
 
-    def model_time(self, t: torch.Tensor | float, batch: int | None = None) -> torch.Tensor:
-        """t * T in float32, computed in float64."""
-        times = torch.as_tensor(t, dtype=torch.float64)
+    def model_time(self, t: torch.Tensor | float, batch: int | None = None,
+                   device: torch.device | str | None = None) -> torch.Tensor:
+        """t * T in float32, computed in float64 (a batch of one t: on `device`)."""
         if batch is not None:
-            times = torch.full((batch,), float(t), dtype=torch.float64)
+            times = torch.full((batch,), float(t), dtype=torch.float64, device=device)
+        else:
+            times = torch.as_tensor(t, dtype=torch.float64, device=device)
         return (times * self.T).float()
 
 

@@ -12,6 +12,8 @@ flow's marginal is z_t + (t' - t) v_hat.
 
 Every sampler has `timesteps()` (noisiest first), `clean_time` (the time after the last
 step), `model_time` (what the network is fed) and `step`; `sample` runs any of them.
+Noise is drawn from the CPU generator and moved to the device of z_t, so a seed gives the
+same draws on every device.
 Samplers are built by name (SampleConfig.sampler) from `harness.diffusion.SAMPLERS`.
 """
 
@@ -30,6 +32,11 @@ from harness.diffusion.processes import DDPM, Process, RectifiedFlow
 Denoiser = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (z_t, model time) -> output
 
 
+def noise_like(z: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, I) in z's shape and dtype, drawn on the CPU generator, on z's device."""
+    return torch.randn(z.shape, generator=generator, dtype=z.dtype).to(z.device)
+
+
 @dataclass(frozen=True)
 class DDIMSampler:
     process: DDPM
@@ -38,8 +45,9 @@ class DDIMSampler:
     prediction: str = "eps"
     clean_time: ClassVar[int] = -1
 
-    def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return self.process.model_time(t, batch)
+    def model_time(self, t: float, batch: int, device: torch.device | str | None = None
+                   ) -> torch.Tensor:
+        return self.process.model_time(t, batch, device)
 
     def timesteps(self) -> list[int]:
         """S evenly spaced steps of 0..T-1, from the noisiest to the cleanest."""
@@ -57,14 +65,13 @@ class DDIMSampler:
     def step(self, output: torch.Tensor, t: int, t_prev: int, z_t: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
         """z_t -> z_{t_prev} by the DDIM update; t_prev = -1 ends at the data."""
-        a_t = self.process.alpha_bar_at(t).to(z_t.dtype)
-        a_prev = self.process.alpha_bar_at(t_prev).to(z_t.dtype)
+        a_t = self.process.alpha_bar_at(t, z_t.device).to(z_t.dtype)
+        a_prev = self.process.alpha_bar_at(t_prev, z_t.device).to(z_t.dtype)
         x0, eps = to_x0_eps(self.prediction, output, z_t, a_t.sqrt(), (1 - a_t).sqrt())
         sigma = self.sigma(t, t_prev)
         z_prev = a_prev.sqrt() * x0 + (1 - a_prev - sigma**2).clamp(min=0).sqrt() * eps
         if sigma > 0:
-            z_prev = z_prev + sigma * torch.randn(z_t.shape, generator=generator,
-                                                  dtype=z_t.dtype)
+            z_prev = z_prev + sigma * noise_like(z_t, generator)
         return z_prev
 
 
@@ -74,8 +81,9 @@ class DDPMSampler:
     prediction: str = "eps"
     clean_time: ClassVar[int] = -1
 
-    def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return self.process.model_time(t, batch)
+    def model_time(self, t: float, batch: int, device: torch.device | str | None = None
+                   ) -> torch.Tensor:
+        return self.process.model_time(t, batch, device)
 
     def timesteps(self) -> list[int]:
         return list(range(self.process.T - 1, -1, -1))
@@ -93,14 +101,13 @@ class DDPMSampler:
         a_t = float(self.process.alpha_bar_at(t))
         a_prev = float(self.process.alpha_bar_at(t_prev))
         beta = float(self.process.betas[t])
-        a = torch.tensor(a_t, dtype=z_t.dtype)
+        a = torch.tensor(a_t, dtype=z_t.dtype, device=z_t.device)
         x0, _ = to_x0_eps(self.prediction, output, z_t, a.sqrt(), (1 - a).sqrt())
         mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((1 - beta) ** 0.5 * (1 - a_prev) /
                                                         (1 - a_t)) * z_t
         if t == 0:
             return mean
-        return mean + self.posterior_variance(t) ** 0.5 * torch.randn(
-            z_t.shape, generator=generator, dtype=z_t.dtype)
+        return mean + self.posterior_variance(t) ** 0.5 * noise_like(z_t, generator)
 
 
 @dataclass(frozen=True)
@@ -118,8 +125,9 @@ class EulerSampler:
             raise ValueError(f"Euler steps must be >= 1, got {self.steps}")
         return [1.0 - k / self.steps for k in range(self.steps)]
 
-    def model_time(self, t: float, batch: int) -> torch.Tensor:
-        return self.process.model_time(t, batch)
+    def model_time(self, t: float, batch: int, device: torch.device | str | None = None
+                   ) -> torch.Tensor:
+        return self.process.model_time(t, batch, device)
 
     def step(self, output: torch.Tensor, t: float, t_prev: float, z_t: torch.Tensor,
              generator: torch.Generator | None = None) -> torch.Tensor:
@@ -161,12 +169,14 @@ def make_sampler(name: str, process: Process, prediction: str, steps: int, eta: 
 
 @torch.inference_mode()
 def sample(model: Denoiser, sampler: Sampler, shape: tuple[int, ...],
-           generator: torch.Generator | None = None, z_T: torch.Tensor | None = None
-           ) -> torch.Tensor:
-    """Run the reverse chain from z_T (default: N(0, I) noise) to z_0."""
+           generator: torch.Generator | None = None, z_T: torch.Tensor | None = None,
+           device: torch.device | str | None = None) -> torch.Tensor:
+    """Run the reverse chain from z_T (default: N(0, I) noise from the CPU generator) to z_0
+    on `device` (default: z_T's, else the CPU)."""
     z = torch.randn(shape, generator=generator) if z_T is None else z_T
+    z = z.to(device) if device is not None else z
     steps = sampler.timesteps()
     for t, t_prev in zip(steps, [*steps[1:], sampler.clean_time], strict=True):
-        output = model(z, sampler.model_time(t, shape[0]))
+        output = model(z, sampler.model_time(t, shape[0], z.device))
         z = sampler.step(output, t, t_prev, z, generator)
     return z

@@ -25,7 +25,8 @@ from harness.config import TrialConfig
 from harness.data import Dataset, load_dataset
 from harness.experiment.trial import run_trial
 from harness.keys import config_hash, stage1_eval_key, stage1_key
-from harness.runtime import deterministic_torch
+from harness.progress import EVERY_SECONDS, LineFn, Progress
+from harness.runtime import Runtime, deterministic_torch, trial_device
 from harness.stages.references import reference_rows
 from harness.stages.stage1 import load_stage1
 from harness.tracking import (
@@ -60,6 +61,17 @@ class TrialSpec:
     cpus: float
     run_name: str = ""  # what the MLflow run is called (harness.sweep.run_names); the id if ""
     real_data_row: bool = False  # a reference job that also measures the real-data row
+    precision: str = "fp32"  # resources.precision
+    compile: bool = False  # resources.compile
+    progress_seconds: float = EVERY_SECONDS  # between two progress lines of a stage
+
+    def runtime(self) -> Runtime:
+        """The worker's device (what Ray gave it) and the experiment's precision."""
+        return Runtime(trial_device(), self.precision, self.compile)
+
+    def progress(self, run: TrackedRun | None, report: LineFn | None) -> Progress:
+        return Progress(self.run_name or self.trial_id, run.log_metrics if run else None,
+                        report, self.progress_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,52 +94,57 @@ class TrialSpec:
                           self.run_name or self.trial_id, self.tags(), flatten(params))
 
 
-def stage1_job(spec: TrialSpec) -> dict[str, Any]:
+def stage1_job(spec: TrialSpec, report: LineFn | None = None) -> dict[str, Any]:
     """Phase 1: make sure the stage-1 model and its evaluation exist; log a run only when one
     of them is made here (train time, images/s, reconstruction metrics, codebook, latent)."""
     config = TrialConfig.model_validate(spec.config)
     cache = ArtifactCache(Path(spec.cache_dir))
+    runtime = spec.runtime()
     with contextlib.suppress(Exception):  # an error here is raised again inside the run
-        data_hash = load_dataset(spec.dataset_path).content_hash
-        if (cache.lookup("stage1", stage1_key(config.stage1, data_hash)) is not None and
-                cache.lookup("stage1-eval", stage1_eval_key(config.stage1, data_hash))
-                is not None):
+        data_hash = load_dataset(spec.dataset_path, cache.root).content_hash
+        numerics = runtime.numerics()
+        if (cache.lookup("stage1", stage1_key(config.stage1, data_hash, numerics)) is not None
+                and cache.lookup("stage1-eval", stage1_eval_key(config.stage1, data_hash,
+                                                                numerics)) is not None):
             return {"status": "FINISHED", "cache_hit": True}
     built = False  # stays so when loading raises (the run records the error)
     with spec.open_run({"stage1": config.stage1.model_dump(mode="json"),
                         "dataset": config.dataset}) as run:
-        dataset = load_dataset(spec.dataset_path)  # a missing or corrupt dataset fails here
+        dataset = load_dataset(spec.dataset_path, cache.root)  # missing or corrupt: fails here
         spec.log_dataset(run, dataset)
-        _, summary, built = load_stage1(config.stage1, dataset, cache, run)
+        run.set_tags(runtime.tags())
+        _, summary, built = load_stage1(config.stage1, dataset, cache, run, runtime,
+                                        spec.progress(run, report))
         run.log_metrics({"stage1/" + key: value for key, value in summary.items()})
         run.log_metrics({"stage1/cache_hit": float(not built)})
     return {"status": run.status, "error": run.error, "cache_hit": not built,
             "run_id": run.run_id}
 
 
-def trial_job(spec: TrialSpec) -> dict[str, Any]:
+def trial_job(spec: TrialSpec, report: LineFn | None = None) -> dict[str, Any]:
     """Phase 2: one trial of the sweep (harness.experiment.trial), recorded as one child run."""
     config = TrialConfig.model_validate(spec.config)
     with spec.open_run(config.model_dump(mode="json")) as run:
         run.log_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
                      "config.yaml")
-        dataset = load_dataset(spec.dataset_path)
+        dataset = load_dataset(spec.dataset_path, spec.cache_dir)
         spec.log_dataset(run, dataset)
         torch.manual_seed(config.seed)
-        metrics = run_trial(config, dataset, ArtifactCache(Path(spec.cache_dir)), run)
+        metrics = run_trial(config, dataset, ArtifactCache(Path(spec.cache_dir)), run,
+                            spec.runtime(), spec.progress(run, report))
     return {"status": run.status, "error": run.error, "run_id": run.run_id,
             "metrics": metrics if run.status == "FINISHED" else {}}
 
 
-def reference_job(spec: TrialSpec) -> dict[str, Any]:
+def reference_job(spec: TrialSpec, report: LineFn | None = None) -> dict[str, Any]:
     """The reference rows of one stage-1 model's trials (the real-data row only when the
     spec's `swept` says so), each its own run named after the row; a row that fails is a
     FAILED run, the others are still measured. Returns `<row>/<metric>` values."""
     config = TrialConfig.model_validate(spec.config)
     try:
-        dataset = load_dataset(spec.dataset_path)
+        dataset = load_dataset(spec.dataset_path, spec.cache_dir)
         rows = reference_rows(config, dataset, ArtifactCache(Path(spec.cache_dir)),
-                              with_real_data=spec.real_data_row)
+                              with_real_data=spec.real_data_row, runtime=spec.runtime())
     except Exception as error:  # recorded as the job's outcome; the trials go on
         return {"status": "FAILED", "error": f"{type(error).__name__}: {error}"}
     metrics: dict[str, float] = {}
@@ -150,10 +167,11 @@ def reference_job(spec: TrialSpec) -> dict[str, Any]:
             "metrics": metrics}
 
 
-def execute(spec_dict: dict[str, Any]) -> dict[str, Any]:
-    """Entry point a worker calls: torch threads = the trial's CPUs, deterministic kernels."""
+def execute(spec_dict: dict[str, Any], report: LineFn | None = None) -> dict[str, Any]:
+    """Entry point a worker calls: torch threads = the trial's CPUs, deterministic kernels;
+    `report` takes the trial's progress lines to the driver."""
     spec = TrialSpec(**spec_dict)
     deterministic_torch(max(1, int(spec.cpus)))
     runners = {STAGE_STAGE1: stage1_job, STAGE_TRIAL: trial_job,
                STAGE_REFERENCE: reference_job}
-    return runners[spec.kind](spec)
+    return runners[spec.kind](spec, report)

@@ -30,6 +30,7 @@ from harness.config import Experiment
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
 from harness.experiment.resources import check_reachable, check_resources
+from harness.progress import EVERY_SECONDS
 from harness.sweep import Trial, generates, run_names, shared_stage1, stage1_run_names
 from harness.tracking import (
     STAGE_REFERENCE,
@@ -61,7 +62,8 @@ class RunOptions:
     cache_dir: Path | None = None
     max_concurrent_trials: int | None = None
     verbose: bool = False
-    progress: bool = True
+    progress: bool = True  # the bar and the trials' progress lines
+    progress_seconds: float = EVERY_SECONDS  # between two progress lines of a trial's stage
 
 
 @dataclass
@@ -81,11 +83,15 @@ class SweepOutcome:
         return [tid for tid, result in self.results.items() if result["status"] != "FINISHED"]
 
 
+PROGRESS_KEY = "harness_progress"  # an intermediate result: one progress line of the trial
+
+
 def _tune_entry(config: dict[str, Any]) -> None:
-    """Ray Tune function trainable: run one spec and report its outcome."""
+    """Ray Tune function trainable: run one spec, its progress lines as intermediate
+    results, then its outcome."""
     from ray import tune
 
-    result = execute(config["spec"])
+    result = execute(config["spec"], lambda line: tune.report({PROGRESS_KEY: line}))
     tune.report({"harness_status": result["status"], "harness_error": result.get("error") or "",
                  **{METRIC_PREFIX + name: value
                     for name, value in result.get("metrics", {}).items()}})
@@ -141,16 +147,21 @@ def worker_died(spec: dict[str, Any], error_file: str | None) -> str:
 
 def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experiment: Experiment,
                options: RunOptions, storage: Path,
-               on_done: Callable[[str, dict[str, Any]], None]) -> Stage1First:
+               on_done: Callable[[str, dict[str, Any]], None],
+               on_progress: Callable[[str], None]) -> Stage1First:
     """Run the stage-1 jobs and their trials through one Tuner; `on_done` hears each
-    outcome. Returns the searcher, whose `blocked` holds the trials of failed jobs."""
+    outcome, `on_progress` each progress line. Returns the searcher, whose `blocked` holds
+    the trials of failed jobs."""
     from ray import tune
 
     from harness.experiment.searcher import Stage1First  # after _init_ray: ray reads its env
 
-    class Progress(tune.Callback):
+    class Outcomes(tune.Callback):
         def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict,
                             **info: Any) -> None:
+            if PROGRESS_KEY in result:
+                on_progress(result[PROGRESS_KEY])
+                return
             on_done(trial.config["spec"]["trial_id"], {
                 "status": result["harness_status"], "error": result["harness_error"] or None,
                 "metrics": {key.removeprefix(METRIC_PREFIX): value for key, value in
@@ -174,7 +185,7 @@ def _run_tuner(name: str, jobs: list[tuple[TrialSpec, list[TrialSpec]]], experim
             trial_name_creator=lambda trial: trial.config["spec"]["trial_id"],
             trial_dirname_creator=lambda trial: trial.config["spec"]["trial_id"]),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(storage), verbose=0, callbacks=[Progress()],
+            name=name, storage_path=str(storage), verbose=0, callbacks=[Outcomes()],
             failure_config=tune.FailureConfig(max_failures=0)))
     tuner.fit()
     return search
@@ -215,14 +226,16 @@ def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, 
 
     cache_dir = (options.cache_dir or default_cache_dir()).resolve()
     storage = cache_dir.parent / "ray_results"
-    cpus = experiment.spec.resources.cpus_per_trial
+    resources = experiment.spec.resources
 
     def spec_for(trial: Trial, kind: str, trial_id: str, swept: dict[str, Any],
                  run_name: str, real_data_row: bool = False) -> TrialSpec:
         return TrialSpec(kind, trial_id, trial.config.model_dump(mode="json"), trial.config_hash,
                          trial.stage1_hash, swept, str(experiment.dataset_path),
                          str(cache_dir), outcome.tracking_uri, outcome.experiment_id,
-                         outcome.parent_run_id, outcome.sweep_id, cpus, run_name, real_data_row)
+                         outcome.parent_run_id, outcome.sweep_id, resources.cpus_per_trial,
+                         run_name, real_data_row, resources.precision, resources.compile,
+                         options.progress_seconds)
 
     groups = shared_stage1(pending)
     job_names = stage1_run_names(groups)
@@ -256,8 +269,12 @@ def _run_pending(experiment: Experiment, pending: list[Trial], names: dict[str, 
         if result["status"] != "FINISHED":
             bar.write(f"{trial_id}: {result['status']}: {result.get('error')}")
 
+    def progress(line: str) -> None:
+        if options.progress:
+            bar.write(line)
+
     search = _run_tuner(f"{outcome.sweep_id}-{int(time.time())}", jobs, experiment, options,
-                        storage, done)
+                        storage, done, progress)
     blocked = [(job, spec) for job, specs in search.blocked.items() for spec in specs
                if spec.kind == STAGE_TRIAL]
     # Tune ends early only on Ctrl-C: then some job or trial has no outcome.

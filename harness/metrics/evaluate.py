@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -14,6 +15,9 @@ from harness.metrics.registry import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
 from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
 from harness.weights import WeightsStore, using
+
+if TYPE_CHECKING:
+    import torch
 
 
 def check_metric_names(names: Sequence[str], key: str, file: str | Path | None = None,
@@ -26,9 +30,10 @@ def check_metric_names(names: Sequence[str], key: str, file: str | Path | None =
                           f"{', '.join(unknown)}; known: {', '.join(known)}")
 
 
-def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
-                   ) -> list[MetricResult]:
-    """Pairwise metrics (fake[i] against real[i]); one that cannot run says why."""
+def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str],
+                   device: torch.device | str = "cpu") -> list[MetricResult]:
+    """Pairwise metrics (fake[i] against real[i]), networks (LPIPS) on `device`; one that
+    cannot run says why."""
     results = []
     for name in metrics:
         metric = get_pairwise(name)
@@ -37,7 +42,7 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
             results.append(unavailable(name, provenance.unavailable_reason, len(fake)))
             continue
         try:
-            value = metric.fn(real, fake)
+            value = metric.compute(real, fake, device)
         except MetricUnavailable as error:
             results.append(unavailable(name, str(error), len(fake)))
             continue
@@ -49,12 +54,14 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str]
 def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
              cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
              weights: WeightsStore | None = None, progress: bool = False,
-             bootstrap: int = DEFAULT_ROUNDS) -> list[MetricResult]:
+             bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu"
+             ) -> list[MetricResult]:
     """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
 
     Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
     Set metrics' scores carry bootstrap intervals from `bootstrap` rounds over the generated
-    set's features, the reference set held fixed (0: none; see evaluate_sets).
+    set's features, the reference set held fixed (0: none; see evaluate_sets). The metric
+    networks (Inception, LPIPS) run on `device` in float32; images and results stay numpy.
     """
     unknown = [n for n in metrics if n not in PAIRWISE and n not in SET_METRICS]
     if unknown:
@@ -64,7 +71,7 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
     by_name: dict[str, list[MetricResult]] = {}
     if set_names:
         set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
-                                    bootstrap)
+                                    bootstrap, device)
         for name in set_names:
             outputs = SET_METRICS[name].outputs
             by_name[name] = [r for r in set_results if r.name in outputs]
@@ -73,6 +80,6 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
         if real is None or real.shape != fake.shape:
             raise ValueError("pairwise metrics need real and fake sets of one shape")
         with using(weights):
-            for result in evaluate_pairs(real, fake, pair_names):
+            for result in evaluate_pairs(real, fake, pair_names, device):
                 by_name[result.name] = [result]
     return [result for name in metrics for result in by_name[name]]

@@ -26,6 +26,7 @@ from harness.metrics.inception import (
     InceptionNet,
     preprocess,
 )
+from harness.metrics.precision import float32_exact
 from harness.weights import WeightsStore
 from harness.weights import store as default_store
 
@@ -53,11 +54,11 @@ class ConvReLU(nn.Module):
                                                        "relu", [], "")
 
 
-def fuse(net: InceptionNet, device: str = "cpu") -> InceptionNet:
+def fuse(net: InceptionNet, device: torch.device | str = "cpu") -> InceptionNet:
     """A copy for inference: BatchNorm folded into each conv, conv+ReLU fused on CPU (oneDNN)."""
     fused = copy.deepcopy(net)
-    one_call = device == "cpu" and torch.backends.mkldnn.is_available() and hasattr(
-        torch.ops.mkldnn, "_convolution_pointwise")
+    one_call = torch.device(device).type == "cpu" and torch.backends.mkldnn.is_available() and (
+        hasattr(torch.ops.mkldnn, "_convolution_pointwise"))
     for module in list(fused.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, BasicConv2d):
@@ -69,14 +70,15 @@ def fuse(net: InceptionNet, device: str = "cpu") -> InceptionNet:
 
 
 class InceptionExtractor:
-    """Inception features of uint8 NHWC image sets: one batched pass per set, no autograd."""
+    """Inception features of uint8 NHWC image sets: one batched pass per set on `device`, no
+    autograd, in float32; the features come back as numpy arrays."""
 
     def __init__(self, path: Path, sha256: str, batch_size: int = DEFAULT_BATCH,
-                 device: str = "cpu") -> None:
+                 device: torch.device | str = "cpu") -> None:
         net = InceptionNet.from_file(path)
         self.has_logits = net.fc is not None
-        self.model = fuse(net, device)
-        self.device = device
+        self.device = torch.device(device)
+        self.model = fuse(net, self.device)
         self.weights_sha256 = sha256
         self.tag = TAG
         self.batch_size = batch_size
@@ -89,8 +91,7 @@ class InceptionExtractor:
                              f"{images.shape}")
         self.passes += 1
         pools, logits = [], []
-        # TF32 convolutions would move features by ~1e-3 on GPUs; keep float32 exact.
-        with torch.inference_mode(), torch.backends.cudnn.flags(enabled=True, allow_tf32=False), \
+        with torch.inference_mode(), float32_exact(self.device), \
                 tqdm(total=len(images), desc=desc, unit="img", disable=not progress,
                      leave=False) as bar:
             for start in range(0, len(images), self.batch_size):
@@ -109,11 +110,12 @@ class InceptionExtractor:
 _EXTRACTORS: dict[tuple[str, str, str], InceptionExtractor] = {}
 
 
-def get_extractor(weights: WeightsStore | None = None, device: str = "cpu"
+def get_extractor(weights: WeightsStore | None = None, device: torch.device | str = "cpu"
                   ) -> InceptionExtractor:
-    """The extractor for the store's highest-ranked Inception weights (built once per file)."""
+    """The extractor for the store's highest-ranked Inception weights on `device` (built once
+    per file and device)."""
     found = (weights or default_store()).resolve("inception-pool3")
-    key = (str(found.path), found.sha256, device)
+    key = (str(found.path), found.sha256, str(torch.device(device)))
     if key not in _EXTRACTORS:
         _EXTRACTORS.clear()  # one network in memory at a time
         _EXTRACTORS[key] = InceptionExtractor(found.path, found.sha256, device=device)

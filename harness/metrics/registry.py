@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-PairwiseFn = Callable[[np.ndarray, np.ndarray], float]
+if TYPE_CHECKING:
+    import torch
+
+# (real, fake) -> value; a metric registered with on_device=True also takes `device=`
+PairwiseFn = Callable[..., float]
 
 
 @dataclass(frozen=True)
@@ -37,19 +42,26 @@ class PairwiseMetric:
     higher_is_better: bool
     description: str
     provenance: Callable[[], Provenance] = _needs_nothing  # metrics that need weights say so
+    on_device: bool = False  # runs a network: fn takes the torch device as `device=`
 
     def unavailable_reason(self) -> str | None:
         return self.provenance().unavailable_reason
+
+    def compute(self, real: np.ndarray, fake: np.ndarray, device: torch.device | str = "cpu"
+                ) -> float:
+        """The value on these pairs; a metric that runs a network runs it on `device`."""
+        return self.fn(real, fake, device=device) if self.on_device else self.fn(real, fake)
 
 
 PAIRWISE: dict[str, PairwiseMetric] = {}
 
 
 def register_pairwise(name: str, higher_is_better: bool, description: str,
-                      provenance: Callable[[], Provenance] = _needs_nothing
-                      ) -> Callable[[PairwiseFn], PairwiseFn]:
+                      provenance: Callable[[], Provenance] = _needs_nothing,
+                      on_device: bool = False) -> Callable[[PairwiseFn], PairwiseFn]:
     def add(fn: PairwiseFn) -> PairwiseFn:
-        PAIRWISE[name] = PairwiseMetric(name, fn, higher_is_better, description, provenance)
+        PAIRWISE[name] = PairwiseMetric(name, fn, higher_is_better, description, provenance,
+                                        on_device)
         return fn
     return add
 

@@ -36,6 +36,8 @@ from harness.metrics.result import MetricResult, unavailable
 from harness.weights import WeightsStore, WeightsUnavailable
 
 if TYPE_CHECKING:
+    import torch
+
     from harness.metrics.extractor import InceptionExtractor
 
 ComputeFn = Callable[[np.ndarray | None, np.ndarray], dict[str, float]]
@@ -201,6 +203,8 @@ def reference_features(real: np.ndarray, extractor: InceptionExtractor,
     if key.num_images != len(real):
         raise ValueError(f"reference key says {key.num_images} images, got {len(real)}")
     fields = asdict(key) | {"extractor": extractor.tag, "weights_sha256": extractor.weights_sha256}
+    if extractor.device.type != "cpu":  # features differ in the last bits from device to device
+        fields["device"] = extractor.device.type
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
     def build(folder: Path) -> None:
@@ -215,8 +219,10 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
                   metrics: Sequence[str] = DEFAULT_SET_METRICS,
                   cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
                   weights: WeightsStore | None = None, progress: bool = False,
-                  bootstrap: int = DEFAULT_ROUNDS) -> list[MetricResult]:
-    """Set metrics of `fake` (against `real`) from one Inception pass per image set.
+                  bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu"
+                  ) -> list[MetricResult]:
+    """Set metrics of `fake` (against `real`) from one Inception pass per image set, the
+    network on `device` (features and metrics then in numpy on the CPU).
 
     Real-set features are cached in `cache` by (real_key or the array's hash, extractor,
     weights hash). Metrics whose network is unavailable come back with the reason, no value.
@@ -233,7 +239,7 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
     from harness.metrics.extractor import get_extractor
 
     try:
-        extractor = get_extractor(weights)
+        extractor = get_extractor(weights, device)
     except WeightsUnavailable as error:
         return [unavailable(out, str(error), count) for spec in specs for out in spec.outputs]
     reasons = {spec.name: _reason(spec, extractor, count, real) for spec in specs}

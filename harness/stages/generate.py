@@ -19,6 +19,8 @@ from harness.diffusion.samplers import Sampler, make_sampler, sample
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
+from harness.progress import Progress
+from harness.runtime import Runtime, peak_memory_mb, reset_peak_memory
 from harness.stages.stage2 import EvalHook, Stage2Model
 from harness.tracking import TrackedRun
 
@@ -36,49 +38,66 @@ def sampler_for(config: SampleConfig, model: Stage2Model) -> Sampler:
 
 @torch.inference_mode()
 def generate(stage1: nn.Module, model: Stage2Model, sampler: Sampler, count: int,
-             batch_size: int, seed: int) -> np.ndarray:
-    """`count` images: z_T ~ N(0, I) -> sampler -> z_0 / scale -> D(z_0) -> uint8 NHWC."""
+             batch_size: int, seed: int, runtime: Runtime = Runtime(),
+             progress: Progress | None = None) -> np.ndarray:
+    """`count` images: z_T ~ N(0, I) -> sampler -> z_0 / scale -> D(z_0) -> uint8 NHWC, on the
+    runtime's device; the noise comes from a CPU generator, the same on every device."""
     generator = torch.Generator().manual_seed(seed)
     images = []
+    if progress is not None:
+        progress.start("sample", count)
     for start in range(0, count, batch_size):
         n = min(batch_size, count - start)
-        z0 = sample(model.denoiser, sampler, (n, *model.latent_shape), generator)
-        images.append(to_uint8(stage1.decode(z0 / model.scale)))
+        with runtime.autocast():
+            z0 = sample(model.denoiser, sampler, (n, *model.latent_shape), generator,
+                        device=runtime.device)
+            decoded = stage1.decode(z0.float() / model.scale)
+        images.append(to_uint8(decoded.float()))
+        if progress is not None:
+            progress.advance(start + n)
+    if progress is not None:
+        progress.finish()
     return np.concatenate(images)
 
 
 def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Model,
                         reference: np.ndarray, reference_key: ReferenceKey,
-                        cache: ArtifactCache, run: TrackedRun) -> dict[str, float]:
+                        cache: ArtifactCache, run: TrackedRun, runtime: Runtime = Runtime(),
+                        progress: Progress | None = None) -> dict[str, float]:
     """num_samples images through the sampler and the decoder, timed, then their metrics;
     a metric that cannot run is a tag with its reason, never a number."""
     count = config.sample.num_samples
+    reset_peak_memory(runtime.device)
     start = time.perf_counter()
     samples = generate(stage1, model, sampler_for(config.sample, model), count,
-                       config.sample.batch_size, config.seed)
+                       config.sample.batch_size, config.seed, runtime, progress)
     seconds = time.perf_counter() - start
     metrics = {"sample/num_images": float(count), "sample/seconds": seconds,
                "sample/images_per_second": count / seconds}
+    if (peak := peak_memory_mb(runtime.device)) is not None:
+        metrics["sample/peak_memory_mb"] = peak
     run.log_grid(samples[:GRID_IMAGES], "samples.png", "images")
     if config.eval.metrics:
         fields = mlflow_fields(evaluate(reference, samples, config.eval.metrics, cache,
-                                        reference_key, bootstrap=config.eval.bootstrap))
+                                        reference_key, bootstrap=config.eval.bootstrap,
+                                        device=runtime.device))
         run.set_tags(fields.tags)
         metrics |= fields.metrics
     return metrics
 
 
 def periodic_evaluation(config: TrialConfig, stage1: nn.Module, reference: np.ndarray,
-                        reference_key: ReferenceKey, cache: ArtifactCache, run: TrackedRun
-                        ) -> EvalHook:
+                        reference_key: ReferenceKey, cache: ArtifactCache, run: TrackedRun,
+                        runtime: Runtime = Runtime()) -> EvalHook:
     """KID / FID of stage2.eval_num_samples samples at a training step, as metric histories
     (`train_eval/kid` by step)."""
     def evaluate_at(step: int, model: Stage2Model) -> None:
         samples = generate(stage1, model, sampler_for(config.sample, model),
                            config.stage2.eval_num_samples, config.sample.batch_size,
-                           config.seed)
+                           config.seed, runtime)
         fields = mlflow_fields(evaluate(reference, samples, list(PERIODIC_METRICS), cache,
-                                        reference_key, bootstrap=0), prefix="train_eval/")
+                                        reference_key, bootstrap=0, device=runtime.device),
+                               prefix="train_eval/")
         run.log_metrics(fields.metrics, step)
         log.info("stage2 step %d: %s", step, ", ".join(
             f"{name} {value:.4g}" for name, value in fields.metrics.items()))

@@ -37,6 +37,7 @@ from harness.metrics.evaluate import evaluate
 from harness.metrics.result import MlflowFields, mlflow_fields
 from harness.metrics.sets import ReferenceKey
 from harness.models import build_stage2
+from harness.runtime import Runtime
 from harness.stages.generate import generate, sampler_for
 from harness.stages.stage1 import load_stage1, reconstruct
 from harness.stages.stage2 import Stage2Model, encode_images, latent_scale
@@ -109,19 +110,21 @@ def _cached(cache: ArtifactCache, key_fields: dict[str, Any],
     return measure
 
 
-def untrained_model(config: TrialConfig, stage1: torch.nn.Module, train: np.ndarray
-                    ) -> Stage2Model:
+def untrained_model(config: TrialConfig, stage1: torch.nn.Module, train: np.ndarray,
+                    runtime: Runtime = Runtime()) -> Stage2Model:
     """The trial's denoiser at step 0 (initialised from its seed), with the latent scale
     training would use."""
-    latents = encode_images(stage1, train)
+    latents = encode_images(stage1, train, runtime=runtime)
     torch.manual_seed(config.seed)
     denoiser = build_stage2(config.stage2, latents.shape[1], latents.shape[-1]).eval()
+    denoiser = denoiser.to(runtime.device)
     return Stage2Model(denoiser, config.stage2, latent_scale(latents),
                        tuple(latents.shape[1:]))
 
 
 def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
-                   with_real_data: bool = True) -> list[ReferenceRow]:
+                   with_real_data: bool = True, runtime: Runtime = Runtime()
+                   ) -> list[ReferenceRow]:
     """The reference rows for the trials of one stage-1 model (`config`: the first of them),
     each measured when asked; `with_real_data=False` leaves out the row that does not
     depend on the stage-1 model (a sweep measures it once)."""
@@ -129,21 +132,22 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
     real, real_split = real_comparison_set(config, dataset)
     protocol = _protocol(config, dataset)
     count = len(real)
-    stage1_model_key = stage1_key(config.stage1, dataset.content_hash)
+    stage1_model_key = stage1_key(config.stage1, dataset.content_hash, runtime.numerics())
 
     def scored(images: Callable[[], np.ndarray]) -> Callable[[], MlflowFields]:
         return lambda: mlflow_fields(evaluate(reference, images(), config.eval.metrics, cache,
-                                              reference_key, bootstrap=config.eval.bootstrap))
+                                              reference_key, bootstrap=config.eval.bootstrap,
+                                              device=runtime.device))
 
     @functools.cache  # loaded once, for whichever rows are not in the cache yet
     def stage1() -> torch.nn.Module:
-        return load_stage1(config.stage1, dataset, cache)[0]
+        return load_stage1(config.stage1, dataset, cache, runtime=runtime)[0]
 
     def untrained_samples() -> np.ndarray:
         autoencoder = stage1()
-        model = untrained_model(config, autoencoder, dataset.train)
+        model = untrained_model(config, autoencoder, dataset.train, runtime)
         return generate(autoencoder, model, sampler_for(config.sample, model), count,
-                        config.sample.batch_size, config.seed)
+                        config.sample.batch_size, config.seed, runtime)
 
     against = f"{config.eval.num_images} {config.eval.reference}-split images"
     rows = [ReferenceRow(
@@ -151,7 +155,7 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
         f"the real-data row's {count} images through the stage-1 autoencoder, against "
         f"{against}: the best a latent model on it can reach",
         _cached(cache, protocol | {"row": "stage1_recon", "stage1": stage1_model_key},
-                scored(lambda: reconstruct(stage1(), real, BATCH)))),
+                scored(lambda: reconstruct(stage1(), real, BATCH, runtime)))),
         ReferenceRow(
         "untrained", ROW_LABELS["untrained"],
         f"{count} samples of the trials' stage-2 model at step 0 (seed {config.seed}), "

@@ -35,6 +35,9 @@ from harness.diffusion.processes import process_of
 from harness.errors import HarnessError
 from harness.keys import stage2_key
 from harness.models import build_stage1, build_stage2
+from harness.progress import Progress
+from harness.runtime import Runtime, peak_memory_mb, reset_peak_memory
+from harness.stages.checkpoints import Checkpoints, restore_rng_states, rng_states
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +62,16 @@ EvalHook = Callable[[int, Stage2Model], None]  # (step, the EMA model so far)
 
 
 @torch.inference_mode()
-def encode_images(stage1: nn.Module, images: np.ndarray, batch_size: int = 64) -> torch.Tensor:
-    """z = E(x) for uint8 NHWC images; the frozen stage-1 encoder."""
-    return torch.cat([stage1.encode(to_model_range(images[i:i + batch_size]))
-                      for i in range(0, len(images), batch_size)])
+def encode_images(stage1: nn.Module, images: np.ndarray, batch_size: int = 64,
+                  runtime: Runtime = Runtime()) -> torch.Tensor:
+    """z = E(x) for uint8 NHWC images, on the frozen stage-1 encoder's device."""
+    device = next(stage1.parameters(), torch.empty(0, device=runtime.device)).device
+    latents = []
+    for start in range(0, len(images), batch_size):
+        with runtime.autocast():
+            x = to_model_range(images[start:start + batch_size]).to(device)
+            latents.append(stage1.encode(x).float())
+    return torch.cat(latents)
 
 
 def latent_scale(latents: torch.Tensor) -> float:
@@ -85,58 +94,99 @@ class Stage2Result:
     seconds: float
     images_per_second: float
     history: list[float] = field(default_factory=list)
+    peak_memory_mb: float | None = None  # on a GPU
 
 
 def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
-                 log_metrics: LogFn | None = None,
-                 every: Callable[[int, nn.Module], None] | None = None, log_every: int = 50
+                 runtime: Runtime = Runtime(), log_metrics: LogFn | None = None,
+                 every: Callable[[int, nn.Module], None] | None = None,
+                 checkpoints: Checkpoints = Checkpoints(), progress: Progress | None = None
                  ) -> Stage2Result:
-    """Minimise the process's loss on `latents` (already scaled); returns the EMA model.
-    `every(step, ema)` runs every `config.eval_every` steps."""
+    """Minimise the process's loss on `latents` (already scaled) on the runtime's device;
+    returns the EMA model. Batches and noise are drawn from one CPU generator seeded by
+    `seed`, so they are the same on every device. Losses reach the host every
+    `config.log_every` steps; `every(step, ema)` runs every `config.eval_every` steps; with
+    `checkpoints` the run saves its state every `checkpoint_every` steps and resumes from the
+    latest one."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    model = build_stage2(config, latents.shape[1], latents.shape[-1])
+    device = runtime.device
+    model = build_stage2(config, latents.shape[1], latents.shape[-1]).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
+    scaler = runtime.grad_scaler()
+    forward = runtime.compiled(model)
     objective = make_objective(process_of(config), config.prediction, config.loss_weighting,
                                config.min_snr_gamma)
-    history: list[float] = []
-    seconds = 0.0
-    for step in range(1, config.train_steps + 1):
+    latents = latents.to(device)
+    step, seconds, history, window = 0, 0.0, [], []
+    if (state := checkpoints.load()) is not None:
+        step, seconds, history = state["step"], state["seconds"], state["history"]
+        window = [loss.to(device) for loss in state["window"]]
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        restore_rng_states(state["rng"], generator=generator)
+    reset_peak_memory(device)
+    if progress is not None:
+        progress.start("stage2", config.train_steps, config.batch_size, step)
+    while step < config.train_steps:
+        step += 1
         start = time.perf_counter()
         model.train()
-        batch = latents[torch.randint(0, len(latents), (config.batch_size,),
-                                      generator=generator)]
-        loss = objective(model, batch, generator)
+        indices = torch.randint(0, len(latents), (config.batch_size,), generator=generator)
+        batch = latents[indices.to(device)]
+        with runtime.autocast():
+            loss = objective(forward, batch, generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         update_ema(ema, model, config.ema, step)
         seconds += time.perf_counter() - start
-        history.append(loss.item())
-        if step % log_every == 0 or step == config.train_steps:
-            recent = sum(history[-log_every:]) / len(history[-log_every:])
+        window.append(loss.detach())
+        if step % config.log_every == 0 or step == config.train_steps:
+            history.extend(torch.stack(window).tolist())  # one host sync per window
+            window = []
+            recent = sum(history[-config.log_every:]) / len(history[-config.log_every:])
             log.info("stage2 step %d/%d  loss %.4f", step, config.train_steps, recent)
             if log_metrics:
                 log_metrics({"stage2/train_loss": recent}, step)
         if every is not None and config.eval_every and step % config.eval_every == 0:
             every(step, ema)
-    return Stage2Result(ema, seconds, config.train_steps * config.batch_size / seconds, history)
+        if checkpoints.due(step, config.train_steps):
+            checkpoints.save({"step": step, "seconds": seconds, "history": history,
+                              "window": window, "model": model.state_dict(),
+                              "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
+                              "scaler": scaler.state_dict(),
+                              "rng": rng_states(generator=generator)})
+        if progress is not None:
+            progress.advance(step)
+    if progress is not None:
+        progress.finish()
+    return Stage2Result(ema.cpu(), seconds, config.train_steps * config.batch_size / seconds,
+                        history, peak_memory_mb(device))
 
 
 def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
                 train_images: np.ndarray, cache: ArtifactCache, log_metrics: LogFn | None = None,
-                periodic_eval: EvalHook | None = None) -> Stage2Model:
-    """The trained denoiser from the cache, trained on E(train images) first if missing.
+                periodic_eval: EvalHook | None = None, runtime: Runtime = Runtime(),
+                progress: Progress | None = None) -> Stage2Model:
+    """The trained denoiser from the cache, on the runtime's device, trained on E(train
+    images) first if missing (continuing from its latest checkpoint if an earlier run was
+    killed).
 
     Only a build encodes the whole training set; a cache hit reads the latent scale from
     the entry and takes the latent shape from one image.
     """
-    shape = tuple(encode_images(stage1, train_images[:1]).shape[1:])
+    shape = tuple(encode_images(stage1, train_images[:1], runtime=runtime).shape[1:])
+    key = stage2_key(config, stage1_model_key, runtime.numerics())
+    checkpoints = Checkpoints.for_entry(cache, "stage2", key, config.stage2.checkpoint_every)
 
     def build(folder: Path) -> None:
-        latents = encode_images(stage1, train_images)
+        latents = encode_images(stage1, train_images, runtime=runtime)
         scale = latent_scale(latents)
         log.info("training stage 2 (%s, %s fusion) on %d latents of shape %s",
                  config.stage2.kind, config.stage2.fusion, len(latents), shape)
@@ -145,25 +195,30 @@ def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
             if periodic_eval is not None:
                 periodic_eval(step, Stage2Model(ema, config.stage2, scale, shape, built=True))
 
-        result = train_stage2(config.stage2, latents * scale, config.seed, log_metrics, every)
+        result = train_stage2(config.stage2, latents * scale, config.seed, runtime,
+                              log_metrics, every, checkpoints, progress)
         torch.save(result.ema.state_dict(), folder / WEIGHTS)
         summary = {"train_seconds": result.seconds, "train_images_per_second":
                    result.images_per_second, "final_train_loss": float(np.mean(
                        result.history[-50:])), "latent_scale": scale,
                    "params": float(sum(p.numel() for p in result.ema.parameters()))}
+        if result.peak_memory_mb is not None:
+            summary["train_peak_memory_mb"] = result.peak_memory_mb
         (folder / "summary.json").write_text(json.dumps(summary, indent=2))
         write_card(folder, config.stage2, shape, scale, cache.path("stage1", stage1_model_key))
 
-    entry = cache.get_or_build("stage2", stage2_key(config, stage1_model_key), build)
+    entry = cache.get_or_build("stage2", key, build)
+    if entry.built:
+        checkpoints.clear()
     summary = json.loads((entry.path / "summary.json").read_text())
-    denoiser = _load_denoiser(config.stage2, shape, entry.path / WEIGHTS)
+    denoiser = _load_denoiser(config.stage2, shape, entry.path / WEIGHTS).to(runtime.device)
     return Stage2Model(denoiser, config.stage2, summary["latent_scale"], shape, summary,
                        entry.built, entry.path)
 
 
 def _load_denoiser(config: Stage2Config, shape: tuple[int, ...], weights: Path) -> nn.Module:
     denoiser = build_stage2(config, shape[0], shape[-1])
-    denoiser.load_state_dict(torch.load(weights, weights_only=True))
+    denoiser.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return denoiser.eval()
 
 
@@ -204,5 +259,6 @@ def load_entry(folder: str | Path) -> tuple[nn.Module | None, Stage2Model]:
     stage1_dir = Path(card["stage1"])
     stage1 = build_stage1(Stage1Config.model_validate(
         yaml.safe_load((stage1_dir / "config.yaml").read_text())))
-    stage1.load_state_dict(torch.load(stage1_dir / "model.pt", weights_only=True))
+    stage1.load_state_dict(torch.load(stage1_dir / "model.pt", map_location="cpu",
+                                      weights_only=True))
     return stage1.eval(), model

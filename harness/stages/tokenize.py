@@ -26,6 +26,7 @@ from harness.diffusion.processes import process_of
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
+from harness.runtime import Runtime
 from harness.stages.stage2 import Stage2Model, encode_images
 from harness.tokenizer.api import tokenize_and_reconstruct
 from harness.tokenizer.model import TokenizerModel
@@ -41,12 +42,15 @@ RECONSTRUCTIONS_ARTIFACT = "tokens/reconstructions.npz"  # `images`, as `tokeniz
 def tokenizer_model(stage1: nn.Module | None, stage2: Stage2Model, batch_size: int = 64
                     ) -> TokenizerModel:
     """Tokenize stage-2 latents z = E(x) * scale, reconstructions D(z / scale); without a
-    stage 1 (a pixel-space model) pixels in [-1, 1]."""
+    stage 1 (a pixel-space model) pixels in [-1, 1]. Everything runs on the device of the
+    stage-2 model, in float32 (a token file must decode bit for bit)."""
+    device = next(stage2.denoiser.parameters()).device
     reference = str(stage2.path or "")
     process, prediction = process_of(stage2.config), stage2.config.prediction
     if stage1 is None:
         return TokenizerModel(stage2.denoiser, process, prediction, stage2.latent_shape,
-                              to_model_range, to_uint8, reference)
+                              lambda images: to_model_range(images).to(device), to_uint8,
+                              reference)
 
     @torch.inference_mode()
     def to_images(z: torch.Tensor) -> np.ndarray:
@@ -60,8 +64,8 @@ def tokenizer_model(stage1: nn.Module | None, stage2: Stage2Model, batch_size: i
 
 def tokenize_and_evaluate(config: TrialConfig, stage1: nn.Module, stage2: Stage2Model,
                           train_images: np.ndarray, reference: np.ndarray,
-                          reference_key: ReferenceKey, cache: ArtifactCache, run: TrackedRun
-                          ) -> dict[str, float]:
+                          reference_key: ReferenceKey, cache: ArtifactCache, run: TrackedRun,
+                          runtime: Runtime = Runtime()) -> dict[str, float]:
     """Tokenize `reference` with config.gddcm and log what it costs and how close it comes.
 
     A setting the model cannot run (e.g. T_r beyond its T) raises ConfigError naming the
@@ -82,7 +86,7 @@ def tokenize_and_evaluate(config: TrialConfig, stage1: nn.Module, stage2: Stage2
     # One call: the set metrics share one Inception pass; one that cannot run says why.
     names = [*PAIRWISE_RECONSTRUCTION_METRICS, *config.eval.metrics]
     fields = mlflow_fields(evaluate(reference, reconstructions, names, cache, reference_key,
-                                    bootstrap=config.eval.bootstrap))
+                                    bootstrap=config.eval.bootstrap, device=runtime.device))
     run.set_tags(fields.tags | {"tokenize/config_hash": tokens.meta["config_hash"]})
     folder = scratch_dir()
     try:

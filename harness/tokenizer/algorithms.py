@@ -49,14 +49,15 @@ class SelectTokens:
 
 @dataclass
 class ReplayTokens:
-    """Decoding: step `step`'s noise from a (B, steps, g*g) token array."""
+    """Decoding: step `step`'s noise from a (B, steps, g*g) token array, on x0's device."""
 
     tokens: torch.Tensor
     seed: int
     K: int
 
     def __call__(self, step: int, x0: torch.Tensor) -> torch.Tensor:
-        return gather(self.tokens[:, step].long(), self.seed, step, self.K, tuple(x0.shape))
+        return gather(self.tokens[:, step].long(), self.seed, step, self.K, tuple(x0.shape)
+                      ).to(x0.device)
 
 
 @dataclass(frozen=True)
@@ -72,7 +73,7 @@ class Tokenizer:
 
     def predict(self, x: torch.Tensor, t: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0, eps) from the model output by Eq. 16."""
-        output = self.denoiser(x, self.process.model_time(t, len(x)))
+        output = self.denoiser(x, self.process.model_time(t, len(x), x.device))
         return predict_x0_eps(self.process, self.prediction, output.float(), x, t)
 
     def start_time(self) -> float:

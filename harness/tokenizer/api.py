@@ -3,7 +3,8 @@
 Both directions run the same batches (cfg.batch_size, in order) through the same
 `Tokenizer.run` loop with deterministic algorithms on, so `decode(model, encode(...))`
 rebuilds the encoder's reconstruction bit for bit (same model weights, same torch build
-and thread count).
+and thread count, same device). Both run on the model's device (`TokenizerModel.device`);
+reconstructions come back there, token files hold CPU arrays.
 """
 
 from __future__ import annotations
@@ -64,16 +65,16 @@ def make_tokenizer(model: TokenizerModel, cfg: GDDCMConfig) -> Tokenizer:
 
 def _data(model: TokenizerModel, images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """uint8 NHWC images through the model's conversion; a tensor is already model space."""
-    if isinstance(images, torch.Tensor):
-        return images.float()
-    return model.to_data(images).float()
+    data = images if isinstance(images, torch.Tensor) else model.to_data(images)
+    return data.float().to(model.device)
 
 
 def _references(model: TokenizerModel, cfg: GDDCMConfig, count: int) -> torch.Tensor:
-    assert model.reference_data is not None
+    data = model.reference_data
+    assert data is not None
     generator = torch.Generator().manual_seed(block_seed(cfg.seed, REFERENCE_STEP, 0))
-    picks = torch.randint(0, len(model.reference_data), (count,), generator=generator)
-    return model.reference_data[picks].float()
+    picks = torch.randint(0, len(data), (count,), generator=generator)
+    return data[picks.to(data.device)].float().to(model.device)
 
 
 def _process_meta(model: TokenizerModel) -> dict[str, object]:
@@ -87,6 +88,7 @@ def encode_with_reconstruction(model: TokenizerModel, images: np.ndarray | torch
     """Tokenize `images`; also returns the reconstruction (model space) the tokens decode to."""
     tokenizer = make_tokenizer(model, cfg)
     cfg = tokenizer.config
+    device = model.device
     data = _data(model, images)
     references = _references(model, cfg, len(data)) if cfg.init == 3 else None
     indices, inits, outputs = [], [], []
@@ -96,13 +98,14 @@ def encode_with_reconstruction(model: TokenizerModel, images: np.ndarray | torch
             reference = None if references is None else references[first:first + len(x)]
             init = init_tokens(cfg.init, x, cfg.seed, cfg.K, cfg.grid)
             start = initial_state(cfg.init, model.process, tokenizer.start_time(),
-                                  tuple(x.shape), cfg.seed, cfg.K, first, init, reference)
+                                  tuple(x.shape), cfg.seed, cfg.K, first, init, reference,
+                                  device)
             chooser = SelectTokens(x, cfg.seed, cfg.K, cfg.grid)
             outputs.append(tokenizer.run(start, chooser))
-            indices.append(torch.stack(chooser.tokens, dim=1) if chooser.tokens else
+            indices.append(torch.stack(chooser.tokens, dim=1).cpu() if chooser.tokens else
                            torch.zeros(len(x), 0, cfg.grid**2, dtype=torch.int32))
             if init is not None:
-                inits.append(init.to(torch.int32))
+                inits.append(init.to(torch.int32).cpu())
     meta = {"format": FORMAT, "config": cfg.model_dump(mode="json"),
             "config_hash": cfg.digest(), "model_ref": model.reference,
             "process": _process_meta(model), "data_shape": list(model.data_shape),
@@ -110,7 +113,7 @@ def encode_with_reconstruction(model: TokenizerModel, images: np.ndarray | torch
             "tokens_per_cell": tokenizer.token_count()}
     tokens = TokenFile(torch.cat(indices).numpy(), meta,
                        torch.cat(inits).numpy() if inits else None,
-                       references.numpy() if references is not None else None)
+                       references.cpu().numpy() if references is not None else None)
     return tokens, torch.cat(outputs)
 
 
@@ -120,7 +123,8 @@ def encode(model: TokenizerModel, images: np.ndarray | torch.Tensor, cfg: GDDCMC
 
 
 def decode(model: TokenizerModel, tokens: TokenFile) -> torch.Tensor:
-    """The reconstruction (model space) from a token file alone, bit for bit."""
+    """The reconstruction (model space, on the model's device) from a token file alone, bit
+    for bit."""
     meta = tokens.meta
     if meta["process"] != _process_meta(model) or meta["data_shape"] != list(
             model.data_shape):
@@ -132,6 +136,7 @@ def decode(model: TokenizerModel, tokens: TokenFile) -> torch.Tensor:
         raise HarnessError(f"token file was made at times {meta['times']}; its config "
                            f"resolves to {asdict(tokenizer.times)} here")
     cfg = tokenizer.config
+    device = model.device
     shape = tuple(model.data_shape)
     indices = torch.from_numpy(tokens.indices)
     outputs = []
@@ -144,7 +149,8 @@ def decode(model: TokenizerModel, tokens: TokenFile) -> torch.Tensor:
             reference = (torch.from_numpy(tokens.init_reference[rows])
                          if tokens.init_reference is not None else None)
             start = initial_state(cfg.init, model.process, tokenizer.start_time(),
-                                  (count, *shape), cfg.seed, cfg.K, first, init, reference)
+                                  (count, *shape), cfg.seed, cfg.K, first, init, reference,
+                                  device)
             outputs.append(tokenizer.run(start, ReplayTokens(indices[rows], cfg.seed, cfg.K)))
     return torch.cat(outputs)
 

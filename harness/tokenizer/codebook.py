@@ -3,7 +3,8 @@ selection of seed 002 Eq. 14 (and the init projection of Eq. 15) on a g x g toke
 
 Codebook i holds K standard-normal vectors of the data's shape (C, H, W). It is generated in
 blocks of `BLOCK` rows, block b from a CPU `torch.Generator` seeded by (seed, i, b), so the
-numbers do not depend on how the selection chunks K, on the device, or on the batch.
+numbers do not depend on how the selection chunks K, on the device, or on the batch; rows
+are generated on the CPU and moved to the device of the data they are matched against.
 With a g x g grid each cell of the image picks its own row (section 4.3.4): a cell's token
 is the row whose restriction to that cell best matches the cell's residual.
 """
@@ -11,6 +12,7 @@ is the row whose restriction to that cell best matches the cell's residual.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -39,15 +41,16 @@ def codebook_blocks(seed: int, step: int, K: int, dim: int, chunk: int = BLOCK
 
 def codebook_rows(seed: int, step: int, K: int, dim: int, indices: torch.Tensor
                   ) -> torch.Tensor:
-    """Rows `indices` (any shape) of codebook `step`: only the blocks they fall in are made."""
-    flat = indices.reshape(-1)
+    """Rows `indices` (any shape) of codebook `step`, on the indices' device: only the blocks
+    they fall in are made."""
+    flat = indices.reshape(-1).cpu()  # which blocks to generate is decided on the host
     out = torch.empty(len(flat), dim)
     for block in flat.div(BLOCK, rounding_mode="floor").unique().tolist():
         generator = torch.Generator().manual_seed(block_seed(seed, step, block))
         rows = torch.randn(min(BLOCK, K - block * BLOCK), dim, generator=generator)
         hit = flat.div(BLOCK, rounding_mode="floor") == block
         out[hit] = rows[flat[hit] - block * BLOCK]
-    return out.reshape(*indices.shape, dim)
+    return out.reshape(*indices.shape, dim).to(indices.device)
 
 
 def to_cells(x: torch.Tensor, grid: int) -> torch.Tensor:
@@ -74,14 +77,14 @@ def select(residual: torch.Tensor, seed: int, step: int, K: int, grid: int,
     whole batch and every cell are one batched matrix product (g*g, B, D_cell) @
     (g*g, D_cell, chunk); ties go to the lower index.
     """
-    B = residual.shape[0]
+    B, device = residual.shape[0], residual.device
     cells = to_cells(residual.float(), grid)  # (G, B, Dc)
     dim = residual[0].numel()
-    best = torch.full((grid * grid, B), -torch.inf)
-    index = torch.zeros(grid * grid, B, dtype=torch.long)
+    best = torch.full((grid * grid, B), -torch.inf, device=device)
+    index = torch.zeros(grid * grid, B, dtype=torch.long, device=device)
     chosen = torch.zeros_like(cells)
     for start, rows in codebook_blocks(seed, step, K, dim, chunk):
-        book = to_cells(rows.reshape(len(rows), *residual.shape[1:]), grid)  # (G, k, Dc)
+        book = to_cells(rows.to(device).reshape(len(rows), *residual.shape[1:]), grid)
         scores = torch.bmm(cells, book.transpose(1, 2))  # (G, B, k)
         value, arg = scores.max(dim=2)
         better = value > best
@@ -94,12 +97,13 @@ def select(residual: torch.Tensor, seed: int, step: int, K: int, grid: int,
 
 def gather(indices: torch.Tensor, seed: int, step: int, K: int, shape: tuple[int, ...]
            ) -> torch.Tensor:
-    """The chosen noise eps_c of shape `shape` from (B, g*g) indices: cell j of image b is
-    cell j of row indices[b, j] of codebook `step`."""
+    """The chosen noise eps_c of shape `shape` (on the indices' device) from (B, g*g) indices:
+    cell j of image b is cell j of row indices[b, j] of codebook `step`."""
     B, G = indices.shape
     grid = round(G**0.5)
-    dim = int(torch.tensor(shape[1:]).prod())
-    rows = codebook_rows(seed, step, K, dim, indices.T)  # (G, B, dim): cell j's rows
+    dim = math.prod(shape[1:])
+    rows = codebook_rows(seed, step, K, dim, indices.T.cpu())  # (G, B, dim): cell j's rows
     cells = to_cells(rows.reshape(G * B, *shape[1:]), grid).reshape(G, G, B, -1)
     own = torch.arange(G)
-    return from_cells(cells[own, own], tuple(shape))  # cell j of the rows picked for cell j
+    # cell j of the rows picked for cell j, assembled on the CPU: only eps_c is moved
+    return from_cells(cells[own, own], tuple(shape)).to(indices.device)

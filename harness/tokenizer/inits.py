@@ -6,7 +6,8 @@
 3 the forward marginal (Eq. 8) of a reference data sample x_ref: alpha(T) x_ref + sigma(T) eps
   (x_ref is a random draw of the data, stored in the token file as shared randomness);
 4 zeros.
-The noise of 2 and 3 is drawn per image from (seed, image index), independent of batching.
+The noise of 2 and 3 is drawn per image from (seed, image index), independent of batching,
+on CPU generators and then moved to the device the state is made on.
 """
 
 from __future__ import annotations
@@ -33,16 +34,20 @@ def init_tokens(strategy: int, x: torch.Tensor, seed: int, K: int, grid: int
 
 def initial_state(strategy: int, process: Process, t: float, shape: tuple[int, ...],
                   seed: int, K: int, first: int, tokens: torch.Tensor | None,
-                  reference: torch.Tensor | None) -> torch.Tensor:
-    """x at the start time t for one batch."""
+                  reference: torch.Tensor | None, device: torch.device | str | None = None
+                  ) -> torch.Tensor:
+    """x at the start time t for one batch, on `device` (default: the device of the tokens
+    or the reference the strategy uses, else the CPU)."""
     if strategy == 1:
         assert tokens is not None
-        return process.sigma(t) * gather(tokens, seed, INIT_STEP, K, shape)
+        return process.sigma(t) * gather(tokens, seed, INIT_STEP, K, shape).to(device)
     if strategy == 2:
-        return process.sigma(t) * init_noise(seed, first, shape)
+        return process.sigma(t) * init_noise(seed, first, shape).to(device)
     if strategy == 3:
         assert reference is not None
-        return process.alpha(t) * reference + process.sigma(t) * init_noise(seed, first, shape)
+        reference = reference.to(device)
+        noise = init_noise(seed, first, shape).to(reference.device)
+        return process.alpha(t) * reference + process.sigma(t) * noise
     if strategy == 4:
-        return torch.zeros(shape)
+        return torch.zeros(shape, device=device)
     raise ValueError(f"init strategy must be 1..4, got {strategy}")

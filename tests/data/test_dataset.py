@@ -45,6 +45,8 @@ def test_describe_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     text = show(manifest)
     assert "tiny_shapes" in text and "synthetic_shapes" in text
     assert "train 8, eval 4" in text and "16x16x3 uint8" in text
+    store = load_dataset(manifest).store
+    assert store is not None and f"store     {store} (" in text
     preview = tmp_path / "shapes_preview.png"
     assert "shapes_preview.png" in text and preview.is_file()
     with Image.open(preview) as image:

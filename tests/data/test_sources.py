@@ -14,7 +14,7 @@ from PIL import Image
 from harness.data.dataset import load_dataset
 from harness.data.manifest import load_manifest, source_options
 from harness.data.sources import skimage_patches as skimage_patches_module
-from harness.data.sources.cifar10 import CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES
+from harness.data.sources.npz import _mapped_member
 from harness.data.sources.skimage_patches import (
     DEFAULT_TRAIN_PHOTOS,
     SKIMAGE_PHOTOS,
@@ -26,7 +26,7 @@ from harness.data.sources.skimage_patches import (
     split_cells,
 )
 from harness.errors import ConfigError, DataError
-from tests.data.helpers import MANIFESTS, write_manifest
+from tests.data.helpers import MANIFESTS, write_cifar_folder, write_manifest
 
 # --------------------------------------------------------------------------- skimage_patches
 
@@ -108,7 +108,7 @@ def test_skimage_regions_no_train_pixel_reaches_eval(
             splits={"train": 256, "eval": 128},
             options=options,
         )
-        dataset = load_dataset(path)
+        dataset = load_dataset(path, tmp_path / "cache")  # a store of its own fake pixels
     finally:
         skimage_patches_module._cell_level.cache_clear()
     assert (dataset.train == 0).all() and (dataset.eval == 255).all()
@@ -278,30 +278,10 @@ def test_synthetic_shapes_option_order(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- cifar10_python
 
 
-def _cifar_batch(path: Path, images: np.ndarray) -> None:
-    """Write a batch in the official layout: channel-major rows, bytes keys, protocol 2."""
-    rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
-    batch = {
-        b"batch_label": b"synthetic batch",
-        b"labels": list(range(len(images))),
-        b"data": np.ascontiguousarray(rows, dtype=np.uint8),
-        b"filenames": [b"img_%d.png" % i for i in range(len(images))],
-    }
-    with path.open("wb") as fh:
-        pickle.dump(batch, fh, protocol=2)
-
-
 @pytest.fixture
 def cifar_dir(tmp_path: Path) -> tuple[Path, list[np.ndarray]]:
     folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    rng = np.random.default_rng(0)
-    batches = []
-    for name in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE):
-        images = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
-        _cifar_batch(folder / name, images)
-        batches.append(images)
-    return folder, batches
+    return folder, write_cifar_folder(folder, 4)
 
 
 def _cifar_manifest(folder: Path, **fields: object) -> Path:
@@ -473,3 +453,21 @@ def test_npz_too_few_images(tmp_path: Path) -> None:
     fields = {"source": "npz", "path": "d.npz", "splits": {"train": 3, "eval": 0}}
     with pytest.raises(DataError, match=r"holds 2 images but splits\.train asks for 3"):
         load_dataset(write_manifest(tmp_path, **fields))
+
+
+def test_npz_maps_stored_members_and_reads_compressed_ones(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    train = np.asfortranarray(rng.integers(0, 256, (6, 16, 16, 3), dtype=np.uint8))
+    eval_ = rng.random((2, 16, 16, 3)).astype(np.float32)
+    np.savez(tmp_path / "stored.npz", train=train, eval=eval_)
+    np.savez_compressed(tmp_path / "packed.npz", train=train, eval=eval_)
+    mapped = _mapped_member(tmp_path / "stored.npz", "train.npy")
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, train)
+    np.testing.assert_array_equal(_mapped_member(tmp_path / "stored.npz", "eval.npy"), eval_)
+    assert _mapped_member(tmp_path / "packed.npz", "train.npy") is None
+    fields = {"source": "npz", "splits": {"train": 6, "eval": 2}}
+    stored = load_dataset(write_manifest(tmp_path, "s.yaml", path="stored.npz", **fields))
+    packed = load_dataset(write_manifest(tmp_path, "p.yaml", path="packed.npz", **fields))
+    np.testing.assert_array_equal(stored.train, train)
+    assert stored.content_hash == packed.content_hash

@@ -7,6 +7,7 @@ import torch
 
 from harness.diffusion.objectives import (
     ddpm_loss,
+    draw_times_and_noise,
     flow_matching_loss,
     loss_weight,
     make_objective,
@@ -16,6 +17,7 @@ from harness.diffusion.objectives import (
     to_x0_eps,
 )
 from harness.diffusion.processes import DDPM, RectifiedFlow, make_process
+from tests.models.meta import META, meta_fftd
 
 MU, S = 1.5, 0.5  # data ~ N(MU, S^2 I)
 
@@ -99,3 +101,26 @@ def test_ddpm_loss_is_smallest_at_the_exact_denoiser() -> None:
     off = ddpm_loss(lambda z, t: eps_model(z, t, 0.1), z0, process, "eps", "uniform",
                     torch.Generator().manual_seed(1))
     assert exact < off
+
+
+@pytest.mark.parametrize(("process", "prediction", "weighting"), [
+    (DDPM.create("cosine", 8), "eps", "min_snr"), (DDPM.create("cosine", 8), "v", "uniform"),
+    (DDPM.create("cosine", 8), "x0", "min_snr"), (RectifiedFlow(8), "v", "uniform")],
+    ids=["ddpm-eps-min_snr", "ddpm-v", "ddpm-x0-min_snr", "rectified_flow-v"])
+def test_the_losses_run_on_the_device_of_z0(process, prediction: str, weighting: str) -> None:
+    z0 = torch.empty(2, 3, 4, 4, device=META)
+    loss = make_objective(process, prediction, weighting)(meta_fftd(), z0,
+                                                          torch.Generator().manual_seed(0))
+    assert loss.device == META and loss.shape == ()
+
+
+@pytest.mark.parametrize("process", [DDPM.create("cosine", 8), RectifiedFlow(8)],
+                         ids=["ddpm", "rectified_flow"])
+def test_t_then_eps_are_drawn_on_the_cpu_generator_and_moved(process) -> None:
+    z0 = torch.zeros(3, 2)
+    t, eps = draw_times_and_noise(process, z0, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)
+    assert torch.equal(t, process.training_times(3, generator))
+    assert torch.equal(eps, torch.randn(3, 2, generator=generator))
+    t, eps = draw_times_and_noise(process, z0.to(META), torch.Generator().manual_seed(4))
+    assert t.device == META and eps.device == META

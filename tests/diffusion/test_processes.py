@@ -16,6 +16,7 @@ from harness.diffusion.processes import (
     noise_level,
     time_at_noise_level,
 )
+from tests.models.meta import META
 
 
 @pytest.mark.parametrize("kind", ["linear", "scaled_linear", "cosine"])
@@ -59,3 +60,29 @@ def test_time_at_noise_level_inverts_sigma_over_alpha(process) -> None:
         assert abs(math.log(noise_level(process, t) * 3)) < 0.05
     else:
         assert noise_level(process, t) == pytest.approx(1 / 3, rel=1e-9)
+
+
+def test_ddpm_tables_are_read_on_the_device_of_the_timesteps() -> None:
+    """The float64 tables stay on the CPU; a device's timesteps read a copy on that device
+    (meta tensors cannot come back to the CPU)."""
+    process = DDPM.create("cosine", 10)
+    t = torch.tensor([-1, 0, 5, 9])
+    assert torch.equal(process.alpha_bar_at(t), torch.cat([torch.ones(1, dtype=torch.float64),
+                                                           process.alpha_bar[t[1:]]]))
+    assert process.alpha_bar_at(4).item() == process.alpha_bar[4].item()
+    assert process.betas.device.type == "cpu"
+    on_meta = process.alpha_bar_at(t.to(META))
+    assert on_meta.device == META and on_meta.dtype == torch.float64
+    assert process.alpha_bar_at(4, META).device == META
+    assert process.snr(t[1:].to(META)).device == META
+    z0 = torch.empty(4, 2, device=META)
+    assert process.add_noise(z0, z0, t.to(META)).device == META
+
+
+@pytest.mark.parametrize("process", [DDPM.create("cosine", 10), RectifiedFlow(10)],
+                         ids=["ddpm", "rectified_flow"])
+def test_model_times_are_made_on_the_device_asked_for(process) -> None:
+    t = 3 if process.discrete else 0.3
+    assert process.model_time(t, 4, META).device == META
+    assert process.model_time(torch.full((4,), t, device=META)).device == META
+    assert torch.equal(process.model_time(t, 4, "cpu"), process.model_time(t, 4))

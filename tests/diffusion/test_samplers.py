@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
+from harness.diffusion import SAMPLERS
 from harness.diffusion.processes import DDPM, RectifiedFlow
 from harness.diffusion.samplers import (
     DDIMSampler,
     DDPMSampler,
     EulerSampler,
+    Sampler,
     make_sampler,
     sample,
 )
+from tests.models.meta import META, meta_fftd
 
 MU, S = 1.5, 0.5  # data ~ N(MU, S^2 I)
 
@@ -144,3 +149,46 @@ def test_samplers_are_built_by_name_for_the_process() -> None:
         make_sampler("ddim", flow, "v", 10, eta=0.5)
     with pytest.raises(ValueError, match="unknown sampler"):
         make_sampler("heun", ddpm, "eps", 10)
+
+
+def every_sampler() -> Iterator[object]:
+    """Each registered sampler on each process it runs on, deterministic and stochastic."""
+    seen = set()
+    for name in SAMPLERS.names():
+        for process in (DDPM.create("cosine", 8), RectifiedFlow(8)):
+            for eta in (0.0, 1.0):
+                try:
+                    sampler = make_sampler(name, process, "eps", 4, eta)
+                except ValueError:  # not a sampler of this process
+                    continue
+                if repr(sampler) not in seen:  # (a sampler without eta once)
+                    seen.add(repr(sampler))
+                    yield pytest.param(sampler, id=f"{name}-{process.name}-eta{eta:g}")
+
+
+@pytest.mark.parametrize("sampler", every_sampler())
+def test_every_sampler_runs_on_the_device_it_is_given(sampler: Sampler) -> None:
+    """z_T, the model times, the schedule's values and the noise of every step follow the
+    device: on meta, any of them made on the CPU raises."""
+    z = sample(meta_fftd(), sampler, (2, 3, 4, 4), torch.Generator().manual_seed(0),
+               device=META)
+    assert z.device == META and z.shape == (2, 3, 4, 4)
+    z_T = torch.empty(2, 3, 4, 4, device=META)  # without a device: z_T's
+    assert sample(meta_fftd(), sampler, (2, 3, 4, 4), z_T=z_T).device == META
+
+
+def test_the_noise_comes_from_the_cpu_generator_on_every_device() -> None:
+    """device="cpu" is the default's chain draw for draw: z_T and each step's noise are drawn
+    on the CPU generator, in the same order, and moved."""
+    schedule = DDPM.create("cosine", 20)
+    sampler = DDIMSampler(schedule, 5, eta=1.0)
+    model = exact_eps(schedule)
+    plain = sample(model, sampler, (4, 3), torch.Generator().manual_seed(2))
+    on_cpu = sample(model, sampler, (4, 3), torch.Generator().manual_seed(2),
+                    device=torch.device("cpu"))
+    assert torch.equal(plain, on_cpu)
+    generator = torch.Generator().manual_seed(2)
+    z = torch.randn(4, 3, generator=generator)
+    for t, t_prev in zip(sampler.timesteps(), [*sampler.timesteps()[1:], -1], strict=True):
+        z = sampler.step(model(z, torch.full((4,), t)), t, t_prev, z, generator)
+    assert torch.equal(z, plain) and plain.isfinite().all()

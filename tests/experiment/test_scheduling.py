@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -47,10 +48,15 @@ def assert_no_store_errors(output: str) -> None:
 
 
 def test_sweep_runs_four_trials_two_at_a_time_into_sqlite(tiny_experiment: Path) -> None:
-    result = run_harness(["run", str(tiny_experiment), "--no-progress"], cwd=tiny_experiment.parent)
+    result = run_harness(["run", str(tiny_experiment), "--progress-every", "0"],
+                         cwd=tiny_experiment.parent)
     assert result.returncode == 0, result.stdout + result.stderr
     assert_no_store_errors(result.stdout + result.stderr)
     assert "harness ui" in result.stdout
+    # Each trial's progress lines reach the driver: stage, step / total, images/s, ETA.
+    assert re.search(r"fusion=add seed=0  stage2  1/\d+ \(\d+%\)  [\d.e+]+ img/s  ETA ",
+                     result.stdout), result.stdout
+    assert re.search(r"fusion=concat seed=1  sample  8/8 \(100%\)  .* done in ", result.stdout)
 
     uri = f"sqlite:///{tiny_experiment.parent / 'mlflow.db'}"
     runs = store_runs(uri)
@@ -75,6 +81,9 @@ def test_sweep_runs_four_trials_two_at_a_time_into_sqlite(tiny_experiment: Path)
         assert run.data.metrics["sample/images_per_second"] > 0
         assert run.data.metrics["stage2/params"] > 0
         assert run.data.metrics["stage1/cache_hit"] == 1.0
+        assert run.data.metrics["progress/stage2/images_per_second"] > 0
+        assert run.data.tags["runtime.device"] == "cpu"
+        assert run.data.tags["runtime.precision"] == "fp32"
         artifacts = {item.path for item in client.list_artifacts(run.info.run_id)}
         assert "config.yaml" in artifacts and "images" in artifacts
     # resources.max_concurrent_trials = 2: never more than two trials at once.

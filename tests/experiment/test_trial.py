@@ -5,13 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from mlflow.tracking import MlflowClient
 
+from harness.cache import ArtifactCache
 from harness.config import load_experiment
+from harness.data import load_dataset
 from harness.errors import ConfigError
 from harness.experiment.jobs import TrialSpec, execute
+from harness.experiment.trial import run_trial
+from harness.runtime import Runtime
 from harness.sweep import Trial, check_metric_names, expand
-from harness.tracking import STAGE_STAGE1, STAGE_TRIAL, create_sweep_run, init_store
+from harness.tracking import (
+    STAGE_STAGE1,
+    STAGE_TRIAL,
+    TrackedRun,
+    create_sweep_run,
+    init_store,
+)
 from harness.weights import WeightsStore
 from tests.helpers import TINY_EXPERIMENT, run_harness, write_experiment
 
@@ -91,3 +102,22 @@ def test_harness_run_rejects_an_unknown_metric_before_any_run(tmp_path: Path) ->
         assert result.returncode == 2, result.stdout + result.stderr
         assert "eval.metrics: unknown set metric(s) fidd" in result.stderr
     assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_a_trial_runs_every_stage_on_the_device_it_is_given(tmp_path: Path) -> None:
+    """The models trained on the CPU first (into the cache); the same trial given torch's
+    `meta` device loads both models onto it, evaluates, encodes, samples and decodes there,
+    and stops only at its first copy to the host, the decoded samples' uint8: no stage fell
+    back to the CPU (a CPU tensor mixed into a meta computation raises)."""
+    path = write_experiment(tmp_path, seeds=[0], stage2=TINY_EXPERIMENT["stage2"] | {
+        "fusion": "add"})
+    uri, results = run_in_process(path, tmp_path)
+    assert [result["status"] for result in results] == ["FINISHED"]
+    [trial] = expand(load_experiment(path))
+    run = TrackedRun(uri, init_store(uri, "tiny"), results[0]["run_id"], "on meta", {}, {})
+    dataset = load_dataset(tmp_path / "tiny_shapes.yaml", tmp_path / "cache")
+    with pytest.raises(NotImplementedError, match="Cannot copy out of meta tensor") as info:
+        run_trial(trial.config, dataset, ArtifactCache(tmp_path / "cache"), run,
+                  Runtime(torch.device("meta")))
+    ours = [entry.name for entry in info.traceback if "/harness/" in str(entry.path)]
+    assert ours[-3:] == ["sample_and_evaluate", "generate", "to_uint8"], ours

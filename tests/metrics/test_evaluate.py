@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from harness.metrics.evaluate import evaluate, evaluate_pairs
 from harness.metrics.result import mlflow_fields
@@ -41,3 +42,13 @@ def test_evaluate_passes_the_bootstrap_rounds_to_set_metrics(weights: WeightsSto
     fields = mlflow_fields(list(results.values()), "sample/")
     assert {"sample/kid_ci_low", "sample/kid_ci_high"} <= set(fields.metrics)
     assert not any(name.startswith("sample/psnr_ci") for name in fields.metrics)
+
+
+def test_evaluate_on_a_cpu_device_gives_the_default_numbers(weights: WeightsStore,
+                                                            real: np.ndarray) -> None:
+    """A trial passes its runtime's torch.device; on the CPU every number is unchanged."""
+    names, fake = ["fid", "kid", "lpips", "psnr"], noisy(real[:4], 16)
+    plain = evaluate(real[:4], fake, names, bootstrap=5)
+    on_cpu = evaluate(real[:4], fake, names, bootstrap=5, device=torch.device("cpu"))
+    assert [(r.name, r.value, r.interval) for r in on_cpu] == [
+        (r.name, r.value, r.interval) for r in plain]

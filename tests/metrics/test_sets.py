@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from harness.cache import ArtifactCache
 from harness.metrics.bootstrap import describe_interval, draw_counts
@@ -15,6 +16,7 @@ from harness.metrics.sets import (
     ReferenceKey,
     evaluate_sets,
     get_set_metric,
+    reference_features,
     score,
 )
 from harness.weights import WeightsStore
@@ -121,3 +123,25 @@ def test_is_without_logits_weights_is_unavailable_with_a_reason(
     assert [r.name for r in results] == ["is", "is_std"]
     assert all(r.value is None and "logits" in (r.unavailable_reason or "") for r in results)
     assert extractor.passes == before  # nothing to compute, so no Inception pass
+
+
+class ConstantExtractor:
+    """Features of one value, computed on a named device (nothing runs)."""
+
+    tag, weights_sha256 = "constant", "0" * 64
+
+    def __init__(self, device: str, value: float) -> None:
+        self.device, self.value = torch.device(device), value
+
+    def extract(self, images: np.ndarray, progress: bool = False, desc: str = "") -> Features:
+        return Features(np.full((len(images), 2), self.value, np.float32), None)
+
+
+def test_reference_features_are_cached_per_device_type(tmp_path: Path) -> None:
+    """Features from another kind of device differ in the last bits: each keeps its own
+    entry, so a CPU run never reads a GPU's reference statistics (CPU keys are unchanged)."""
+    cache, real = ArtifactCache(tmp_path), np.zeros((3, 4, 4, 3), np.uint8)
+    first = reference_features(real, ConstantExtractor("cpu", 1.0), cache, None)
+    again = reference_features(real, ConstantExtractor("cpu", 2.0), cache, None)
+    gpu = reference_features(real, ConstantExtractor("cuda", 3.0), cache, None)
+    assert first[0, 0] == again[0, 0] == 1.0 and gpu[0, 0] == 3.0

@@ -10,6 +10,7 @@ from harness.config import Stage1Config
 from harness.data.tensors import to_model_range
 from harness.models import STAGE1, build_stage1
 from harness.models.autoencoders.quantizer import VectorQuantizerEMA
+from tests.models.meta import META
 
 
 @pytest.mark.parametrize("kind", sorted(set(STAGE1.names()) - {"identity"}))
@@ -87,3 +88,26 @@ def test_tiny_model_overfits_one_batch(kind: str) -> None:
         optimizer.step()
         losses.append(loss.item())
     assert np.mean(losses[-5:]) < 0.4 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("kind", sorted(STAGE1.names()))
+def test_encode_decode_and_autoencode_run_on_the_device_of_the_input(kind: str) -> None:
+    f = 1 if kind == "identity" else 4
+    model = build_stage1(Stage1Config(kind=kind, f=f, channels=4, latent_channels=3)).eval()
+    model = model.to(META)
+    x = torch.empty(2, 3, 16, 16, device=META)
+    z = model.encode(x)
+    assert z.device == META and model.decode(z).device == META
+    if kind != "ivq_vae":  # its code statistics (torch.bincount) have no meta kernel
+        assert model.autoencode(x).reconstruction.device == META
+
+
+def test_ivq_decode_is_the_quantizer_forward_without_its_statistics() -> None:
+    """decode quantizes as the training forward does (its straight-through value), bit for
+    bit, without computing the codes' histogram."""
+    torch.manual_seed(0)
+    model = build_stage1(Stage1Config(kind="ivq_vae", f=4, channels=4, latent_channels=3,
+                                      K=16)).eval()
+    z = torch.randn(2, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model.decode(z), model.decoder(model.quantizer(z).z_q))

@@ -7,7 +7,8 @@ import torch
 
 from harness.config import Stage2Config
 from harness.models import build_stage2
-from harness.models.denoisers.fftd import FFTD
+from harness.models.denoisers.fftd import FFTD, timestep_embedding
+from tests.models.meta import META, meta_fftd
 
 
 def parameters(model: torch.nn.Module) -> int:
@@ -43,3 +44,20 @@ def test_unknown_fusion_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown fusion 'sum'"):
         FFTD(4, 8, channels=8, channel_mult=(1,), heads=2, attention_resolution=8,
              fusion="sum", dropout=0.0)
+
+
+@pytest.mark.parametrize("fusion", ["add", "concat", "adaptive"])
+def test_the_forward_runs_on_the_device_of_its_inputs(fusion: str) -> None:
+    model = meta_fftd(3, 8, T=500, fusion=fusion)
+    out = model(torch.empty(2, 3, 8, 8, device=META), torch.tensor([0, 499], device=META))
+    assert out.device == META and out.shape == (2, 3, 8, 8)
+
+
+def test_the_timestep_embedding_is_the_sinusoid_on_the_timesteps_device() -> None:
+    t = torch.tensor([0, 7, 499])
+    embedding = timestep_embedding(t, 8)
+    frequencies = 10000.0 ** (-torch.arange(4, dtype=torch.float64) / 4)
+    angles = t.double()[:, None] * frequencies
+    torch.testing.assert_close(embedding.double(), torch.cat([angles.cos(), angles.sin()], 1),
+                               rtol=0, atol=1e-4)
+    assert timestep_embedding(t.to(META), 8).device == META

@@ -8,10 +8,12 @@ import torch
 
 from harness.config import GDDCMConfig
 from harness.diffusion.objectives import predict_x0_eps
-from harness.tokenizer.algorithms import Tokenizer
+from harness.tokenizer.algorithms import ReplayTokens, SelectTokens, Tokenizer
 from harness.tokenizer.api import make_tokenizer
+from harness.tokenizer.inits import initial_state
 from harness.tokenizer.model import TokenizerModel
 from harness.tokenizer.timesteps import fixed_point_schedule
+from tests.models.meta import META, meta_fftd
 from tests.tokenizer.gaussian import SHAPE, Variant, ddpm, flow, output_coefficients, toy_model
 
 VARIANTS = [ddpm("eps"), ddpm("v"), ddpm("x0"), flow("v"), flow("eps"), flow("x0")]
@@ -82,3 +84,24 @@ def test_algorithm_2_takes_the_repeats_of_eq10_at_t_s(variant: Variant) -> None:
                                     variant.process.discrete)
     assert two.token_count() == sum(count for _, count in schedule) > 0
     assert two.start_time() == two.times.t_s
+
+
+@pytest.mark.parametrize(("variant", "p"), [(ddpm(), 0.0), (ddpm("v"), 0.5), (flow(), 0.0),
+                                            (flow("x0"), 0.3)], ids=str)
+def test_the_encode_and_decode_loops_run_on_the_models_device(variant: Variant, p: float
+                                                              ) -> None:
+    """Model times, codebooks (drawn on the CPU), selection and the steps of Algorithms 1
+    and 2 follow the model onto meta; decoding's tokens stay CPU data, as read from a file."""
+    model = TokenizerModel(meta_fftd(SHAPE[0], SHAPE[1], variant.process.T), variant.process,
+                           variant.prediction, SHAPE, torch.as_tensor, lambda x: x.numpy())
+    assert model.device == META
+    tokenizer = make_tokenizer(model, GDDCMConfig(p=p, K=64, N=4, P=2, grid=2, final_steps=2))
+    x = torch.empty(3, *SHAPE, device=META)
+    start = initial_state(2, variant.process, tokenizer.start_time(), tuple(x.shape), 1, 64, 0,
+                          None, None, META)
+    chooser = SelectTokens(x, 1, 64, 2)
+    assert tokenizer.run(start, chooser).device == META
+    assert len(chooser.tokens) == tokenizer.token_count()
+    assert all(index.device == META for index in chooser.tokens)
+    tokens = torch.zeros(3, tokenizer.token_count(), 4, dtype=torch.int32)
+    assert tokenizer.run(start, ReplayTokens(tokens, 1, 64)).device == META

@@ -12,6 +12,7 @@ import torch
 
 from harness.cli.tokenize import load_model
 from harness.config import GDDCMConfig, Stage2Config
+from harness.diffusion.processes import DDPM
 from harness.errors import ConfigError, HarnessError
 from harness.models import build_stage2
 from harness.stages.stage2 import WEIGHTS, write_card
@@ -21,9 +22,11 @@ from harness.tokenizer.api import (
     make_tokenizer,
     tokenize_and_reconstruct,
 )
+from harness.tokenizer.model import TokenizerModel
 from harness.tokenizer.tokens import TokenFile
 from tests.helpers import run_harness
-from tests.tokenizer.gaussian import Variant, ddpm, flow, gaussian_data, toy_model
+from tests.models.meta import META
+from tests.tokenizer.gaussian import SHAPE, Variant, ddpm, flow, gaussian_data, toy_model
 
 
 @pytest.mark.parametrize(("variant", "p", "init", "grid"), [
@@ -125,3 +128,30 @@ def test_tokens_decode_identically_in_a_second_process(tmp_path: Path) -> None:
     changed = replace(tokens, indices=tokens.indices.copy())
     changed.indices[0, 0, 0] = (changed.indices[0, 0, 0] + 1) % settings["K"]
     assert not np.array_equal(decode(model, changed)[0].numpy(), here[0].numpy())
+
+
+@pytest.mark.parametrize(("init", "p"), [(1, 0.0), (2, 0.5), (3, 0.0), (4, 0.3)])
+def test_a_token_file_decodes_on_the_device_of_the_model(init: int, p: float) -> None:
+    """Encoded on the CPU, decoded by the same network moved to meta: the token arrays, the
+    init draws and the codebooks are CPU data moved to the model's device."""
+    config = Stage2Config(channels=8, channel_mult=[1, 2], heads=2, attention_resolution=4,
+                          T=50)
+    torch.manual_seed(0)
+    network = build_stage2(config, SHAPE[0], SHAPE[1]).eval()
+
+    def model(denoiser: torch.nn.Module) -> TokenizerModel:
+        return TokenizerModel(denoiser, DDPM.create("cosine", 50), "eps", SHAPE,
+                              torch.as_tensor, lambda x: x.numpy(), "net",
+                              gaussian_data(6, seed=9))
+
+    cfg = GDDCMConfig(p=p, K=64, N=4, P=2, grid=2, init=init, batch_size=2, t_s=20,
+                      final_steps=2)
+    tokens = encode_with_reconstruction(model(network), gaussian_data(3, seed=4), cfg)[0]
+    on_meta = model(network.to(META))
+    assert on_meta.device == META
+    reconstruction = decode(on_meta, tokens)
+    assert reconstruction.device == META and reconstruction.shape == (3, *SHAPE)
+
+
+def test_a_model_without_weights_runs_on_the_cpu() -> None:
+    assert toy_model(ddpm()).device == torch.device("cpu")

@@ -16,6 +16,7 @@ from harness.tokenizer.codebook import (
     select,
     to_cells,
 )
+from tests.models.meta import META
 from tests.tokenizer.gaussian import SHAPE
 
 
@@ -66,3 +67,15 @@ def test_cells_are_the_grid_blocks_of_the_image(grid: int) -> None:
     last = grid * grid - 1  # the bottom-right cell
     assert torch.equal(cells[last, 1], x[1, :, -side:, -side:].reshape(-1))
     assert torch.equal(from_cells(cells, tuple(x.shape)), x)
+
+
+def test_codebooks_are_drawn_on_the_cpu_and_moved_to_the_data() -> None:
+    """Selection runs on the residual's device; gathered noise lands on the indices' device
+    (which blocks to draw is read from the indices on the host)."""
+    residual = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(5))
+    index, noise = select(residual.to(META), 7, 3, BLOCK + 5, grid=2)
+    assert index.device == noise.device == META
+    assert index.shape == (3, 4) and noise.shape == residual.shape
+    chosen, eps_c = select(residual, 7, 3, BLOCK + 5, grid=2)
+    assert torch.equal(gather(chosen, 7, 3, BLOCK + 5, tuple(residual.shape)), eps_c)
+    assert codebook_rows(7, 3, BLOCK + 5, 8, chosen).device.type == "cpu"

@@ -7,6 +7,7 @@ import torch
 
 from harness.tokenizer.codebook import INIT_STEP, gather, select
 from harness.tokenizer.inits import init_noise, init_tokens, initial_state
+from tests.models.meta import META
 from tests.tokenizer.gaussian import SHAPE, ddpm, gaussian_data
 
 SEED, K = 3, 64
@@ -41,3 +42,17 @@ def test_each_strategy_starts_where_section_3_1_3_says() -> None:
     assert torch.equal(start(4), torch.zeros(shape))
     with pytest.raises(ValueError, match=r"1\.\.4"):
         start(5)
+
+
+def test_initial_states_are_made_on_the_device_asked_for() -> None:
+    """Tokens and references read from a token file are CPU data; the state is on `device`
+    (by default the device of the data it is made from)."""
+    process, t, shape = ddpm().process, 60, (4, *SHAPE)
+    tokens, reference = torch.zeros(4, 4, dtype=torch.long), gaussian_data(4, seed=2)
+    for strategy in (1, 2, 3, 4):
+        state = initial_state(strategy, process, t, shape, SEED, K, 0, tokens, reference, META)
+        assert state.device == META and state.shape == shape
+    assert initial_state(3, process, t, shape, SEED, K, 0, None, reference.to(META)
+                         ).device == META
+    assert torch.equal(initial_state(2, process, t, shape, SEED, K, 0, None, None, "cpu"),
+                       initial_state(2, process, t, shape, SEED, K, 0, None, None))

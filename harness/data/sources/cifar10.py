@@ -1,15 +1,27 @@
-"""Source `cifar10_python`: the official CIFAR-10 python batches in a local folder."""
+"""Source `cifar10_python`: the official CIFAR-10 python batches in a local folder.
+
+A chunked source: one batch file (10,000 images) is in memory at a time, resized in chunks cut
+at the same places as one resize of the whole split, so the pixels are those of one resize.
+"""
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from harness.data.images import center_crop_resize
-from harness.data.manifest import Manifest, Split, data_error, data_path, register_source, take
+from harness.data.images import RESIZE_CHUNK, center_crop_resize, rechunk
+from harness.data.manifest import (
+    Chunk,
+    Manifest,
+    data_error,
+    data_path,
+    register_source,
+    too_few,
+)
 
 CIFAR10_TRAIN_FILES = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_TEST_FILE = "test_batch"
@@ -47,8 +59,23 @@ def _read_batch(file: Path, manifest: Manifest, mpath: Path) -> np.ndarray:
     return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
 
 
-@register_source("cifar10_python", needs_path=True)
-def cifar10_python(manifest: Manifest, manifest_path: Path) -> Split:
+def _first_images(
+    files: list[Path], count: int, key: str, where: Path, manifest: Manifest, mpath: Path
+) -> Iterator[np.ndarray]:
+    """The first `count` images of the batch files, in order, one file in memory at a time;
+    a DataError naming `where` if they hold fewer. Every file is read, and so checked."""
+    held = 0
+    for file in files:
+        batch = _read_batch(file, manifest, mpath)
+        if held < count:
+            yield batch[: count - held]
+        held += len(batch)
+    if held < count:
+        raise too_few(where, held, count, key, manifest, mpath)
+
+
+@register_source("cifar10_python", needs_path=True, chunked=True)
+def cifar10_python(manifest: Manifest, manifest_path: Path) -> Iterator[Chunk]:
     """The official CIFAR-10 python batches: train from data_batch_1..5, eval from test_batch."""
     folder = data_path(manifest, manifest_path)
     if not folder.is_dir():
@@ -59,12 +86,12 @@ def cifar10_python(manifest: Manifest, manifest_path: Path) -> Split:
             raise data_error(
                 folder / name, "CIFAR-10 batch file not found", manifest, manifest_path
             )
-    train = np.concatenate(
-        [_read_batch(folder / n, manifest, manifest_path) for n in CIFAR10_TRAIN_FILES]
-    )
     test_file = folder / CIFAR10_TEST_FILE
-    test = _read_batch(test_file, manifest, manifest_path)
-    train = take(train, manifest.splits.train, "splits.train", folder, manifest, manifest_path)
-    test = take(test, manifest.splits.eval, "splits.eval", test_file, manifest, manifest_path)
-    res = manifest.resolution
-    return center_crop_resize(train, res), center_crop_resize(test, res)
+    splits = (
+        ("train", [folder / n for n in CIFAR10_TRAIN_FILES], folder, manifest.splits.train),
+        ("eval", [test_file], test_file, manifest.splits.eval),
+    )
+    for key, files, where, count in splits:
+        images = _first_images(files, count, f"splits.{key}", where, manifest, manifest_path)
+        for chunk in rechunk(images, RESIZE_CHUNK):
+            yield key, center_crop_resize(chunk, manifest.resolution)

@@ -1,21 +1,28 @@
-"""Source `image_folder`: PNG/JPEG files under a local folder."""
+"""Source `image_folder`: PNG/JPEG files under a local folder.
+
+A chunked source: the files are decoded and resized a chunk at a time (harness.data.images
+CHUNK_BYTES), so a folder larger than memory goes to the dataset store without ever being whole
+in memory. Its stamp covers every image file's path, size and mtime, nested folders included.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from harness.data.images import IMAGE_SUFFIXES
+from harness.data.images import IMAGE_SUFFIXES, chunk_length
 from harness.data.manifest import (
+    Chunk,
     Manifest,
-    Split,
     StrictModel,
     data_error,
     data_path,
+    files_stamp,
     register_source,
     resolve_path,
     source_options,
@@ -59,29 +66,66 @@ def _read_image(file: Path, res: int, manifest: Manifest, mpath: Path) -> np.nda
     return np.asarray(image, np.uint8)
 
 
-def _read_folder(folder: Path, count: int, key: str, manifest: Manifest, mpath: Path) -> np.ndarray:
-    files = _image_files(folder, manifest, mpath)
-    files = take(files, count, key, folder, manifest, mpath, noun="PNG/JPEG images")
+def _read_files(files: list[Path], manifest: Manifest, mpath: Path) -> Iterator[np.ndarray]:
+    """The images of `files`, in order, a chunk of at most CHUNK_BYTES at a time."""
     res = manifest.resolution
-    out = np.empty((count, res, res, 3), np.uint8)
+    step = chunk_length(res)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        for i, image in enumerate(pool.map(lambda f: _read_image(f, res, manifest, mpath), files)):
-            out[i] = image
-    return out
+        for start in range(0, len(files), step):
+            part = files[start : start + step]
+            out = np.empty((len(part), res, res, 3), np.uint8)
+            for i, image in enumerate(pool.map(lambda f: _read_image(f, res, manifest, mpath),
+                                               part)):
+                out[i] = image
+            yield out
 
 
-@register_source("image_folder", options=ImageFolderOptions, needs_path=True)
-def image_folder(manifest: Manifest, manifest_path: Path) -> Split:
-    """PNG/JPEG files under a folder (recursive, sorted), center-cropped and resized."""
-    opts: ImageFolderOptions = source_options(manifest, manifest_path)
-    folder = data_path(manifest, manifest_path)
+def _folders(manifest: Manifest, mpath: Path) -> list[Path]:
+    """The train folder, then the eval folder when `eval_path` names one."""
+    opts: ImageFolderOptions = source_options(manifest, mpath)
+    folders = [data_path(manifest, mpath)]
+    if opts.eval_path is not None:
+        folders.append(resolve_path(opts.eval_path, mpath))
+    return folders
+
+
+def _first_files(folder: Path, count: int, key: str, manifest: Manifest, mpath: Path
+                 ) -> list[Path]:
+    files = _image_files(folder, manifest, mpath)
+    return take(files, count, key, folder, manifest, mpath, noun="PNG/JPEG images")
+
+
+def _split_files(manifest: Manifest, mpath: Path) -> dict[str, list[Path]]:
+    """The files of each split; a DataError if a folder is missing or holds too few."""
     n_train, n_eval = manifest.splits.train, manifest.splits.eval
-    if opts.eval_path is None:
-        both = _read_folder(
-            folder, n_train + n_eval, "splits.train + splits.eval", manifest, manifest_path
-        )
-        return both[:n_train], both[n_train:]
-    train = _read_folder(folder, n_train, "splits.train", manifest, manifest_path)
-    eval_folder = resolve_path(opts.eval_path, manifest_path)
-    eval_ = _read_folder(eval_folder, n_eval, "splits.eval", manifest, manifest_path)
-    return train, eval_
+    folders = _folders(manifest, mpath)
+    if len(folders) == 1:
+        both = "splits.train + splits.eval"
+        files = _first_files(folders[0], n_train + n_eval, both, manifest, mpath)
+        return {"train": files[:n_train], "eval": files[n_train:]}
+    return {
+        "train": _first_files(folders[0], n_train, "splits.train", manifest, mpath),
+        "eval": _first_files(folders[1], n_eval, "splits.eval", manifest, mpath),
+    }
+
+
+def image_folder_stamp(manifest: Manifest, manifest_path: Path) -> str:
+    """`files_stamp` over the image files of the folders the manifest reads."""
+    return "".join(
+        files_stamp(folder, _image_files(folder, manifest, manifest_path))
+        for folder in _folders(manifest, manifest_path)
+    )
+
+
+@register_source(
+    "image_folder",
+    options=ImageFolderOptions,
+    needs_path=True,
+    chunked=True,
+    stamp=image_folder_stamp,
+)
+def image_folder(manifest: Manifest, manifest_path: Path) -> Iterator[Chunk]:
+    """PNG/JPEG files under a folder (recursive, sorted), center-cropped and resized."""
+    for key, files in _split_files(manifest, manifest_path).items():
+        for images in _read_files(files, manifest, manifest_path):
+            yield key, images

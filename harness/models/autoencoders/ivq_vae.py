@@ -7,7 +7,7 @@ import torch
 from harness.config import Stage1Config
 from harness.models.autoencoders.base import Stage1Model, Stage1Output
 from harness.models.autoencoders.blocks import Decoder, Encoder
-from harness.models.autoencoders.quantizer import VectorQuantizerEMA
+from harness.models.autoencoders.quantizer import VectorQuantizerEMA, straight_through
 
 
 class IVQVAE(Stage1Model):
@@ -31,7 +31,9 @@ class IVQVAE(Stage1Model):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.quantizer(z).z_q)
+        """D(q(z)) with the forward's straight-through value, without its code statistics
+        (a histogram whose size depends on the codes: a device sync per batch)."""
+        return self.decoder(straight_through(z, self.quantizer.quantize(z)[0]))
 
     def code_indices(self, x: torch.Tensor) -> torch.Tensor:
         """The (b, h, w) codebook indices of images x (no codebook update)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,6 +30,11 @@ def code_statistics(indices: torch.Tensor, K: int) -> tuple[torch.Tensor, torch.
     return entropy.exp(), (counts > 0).float().mean()
 
 
+def straight_through(z_e: torch.Tensor, z_q: torch.Tensor) -> torch.Tensor:
+    """Forward value z_q, gradient of z_e (VQ-VAE section 3.1)."""
+    return z_e + (z_q - z_e).detach()
+
+
 class VectorQuantizerEMA(nn.Module):
     """z_q = e_k, k = argmin_j ||z_e - e_j||^2 over a codebook of K vectors of dim D.
 
@@ -53,6 +59,17 @@ class VectorQuantizerEMA(nn.Module):
         self.register_buffer("embed_sum", self.embedding.clone())
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+        self._initialized_on_host: bool | None = None  # the buffer, read once per load
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._initialized_on_host = None
+
+    def _is_initialized(self) -> bool:
+        """The `initialized` buffer, read from the device once, not at every step."""
+        if self._initialized_on_host is None:
+            self._initialized_on_host = bool(self.initialized)
+        return self._initialized_on_host
 
     def nearest(self, flat: torch.Tensor) -> torch.Tensor:
         """argmin_j ||z - e_j||^2 = argmin_j (||e_j||^2 - 2 z.e_j), in chunks of rows."""
@@ -65,24 +82,34 @@ class VectorQuantizerEMA(nn.Module):
         """Codes (b, h, w) -> latents (b, D, h, w)."""
         return self.embedding[indices].permute(0, 3, 1, 2).contiguous()
 
-    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+    def quantize(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z_q (b, D, h, w) in z_e's dtype, the (b*h*w,) codes): no statistics, no update."""
         b, d, h, w = z_e.shape
-        flat = z_e.permute(0, 2, 3, 1).reshape(-1, d)
-        indices = self.nearest(flat.detach().float())
+        indices = self.nearest(self._flat(z_e))
         z_q = self.embedding[indices].view(b, h, w, d).permute(0, 3, 1, 2).to(z_e.dtype)
+        return z_q, indices
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        b, _, h, w = z_e.shape
+        z_q, indices = self.quantize(z_e)
         squared = (z_e - z_q.detach()).pow(2).sum(1).mean()
         if self.training:
-            self._ema_update(flat.detach().float(), indices)
+            self._ema_update(self._flat(z_e), indices)
         perplexity, usage = code_statistics(indices, self.K)
-        z_q_st = z_e + (z_q - z_e).detach()  # straight-through estimator (VQ-VAE section 3.1)
-        return QuantizerOutput(z_q_st, indices.view(b, h, w), squared, squared.detach(),
-                               perplexity, usage)
+        return QuantizerOutput(straight_through(z_e, z_q), indices.view(b, h, w), squared,
+                               squared.detach(), perplexity, usage)
+
+    @staticmethod
+    def _flat(z_e: torch.Tensor) -> torch.Tensor:
+        """(b, D, h, w) -> (b*h*w, D) float32, detached."""
+        return z_e.detach().permute(0, 2, 3, 1).reshape(-1, z_e.shape[1]).float()
 
     @torch.no_grad()
     def _ema_update(self, flat: torch.Tensor, indices: torch.Tensor) -> None:
-        if not self.initialized:
+        if not self._is_initialized():
             self._reset(torch.arange(self.K, device=flat.device), flat)
             self.initialized.fill_(True)
+            self._initialized_on_host = True
             return
         counts = torch.bincount(indices, minlength=self.K).to(flat.dtype)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, indices, flat)

@@ -27,7 +27,8 @@ from harness.models.layers import group_norm
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """Sinusoidal embedding of integer timesteps (Vaswani et al. 2017; DDPM appendix B)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, dtype=torch.float32) / half)
+    steps = torch.arange(half, dtype=torch.float32, device=t.device)
+    freqs = torch.exp(-math.log(max_period) * steps / half)
     angles = t.float()[:, None] * freqs[None]
     return torch.cat([angles.cos(), angles.sin()], dim=1)
 
