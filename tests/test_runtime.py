@@ -62,3 +62,13 @@ def test_the_runtime_comes_from_the_resources_section() -> None:
                               "runtime.compile": "true"}
     with pytest.raises(ValueError, match="precision"):
         ResourcesConfig(precision="fp64")
+
+
+def test_compile_wraps_the_model_and_shares_its_parameters() -> None:
+    """Compiling happens at the first call (a minute on 2 cores for a tiny FFTD, so no test
+    trains through it); what trains is the model's own parameters."""
+    layer = torch.nn.Linear(2, 2)
+    compiled = Runtime(compile=True).compiled(layer)
+    assert isinstance(compiled, torch._dynamo.eval_frame.OptimizedModule)
+    assert list(compiled.parameters()) == list(layer.parameters())
+    assert Runtime().compiled(layer) is layer

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -49,6 +50,21 @@ def wait_for(condition, driver: subprocess.Popen, what: str, timeout: float = 30
     raise AssertionError(f"no {what} within {timeout:.0f} s")
 
 
+def runs_once_ready(uri: str) -> list:
+    """The store's runs once the driver has set the sqlite store up (its experiment exists),
+    else none: a client opening the store during the driver's schema migration would race it
+    ("table ... already exists")."""
+    db = Path(uri.removeprefix("sqlite:///"))
+    if not db.is_file():
+        return []
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
+        try:
+            ready = connection.execute("select 1 from experiments where name = 'tiny'").fetchone()
+        except sqlite3.OperationalError:  # no table yet
+            return []
+    return store_runs(uri) if ready else []
+
+
 def kill_driver(driver: subprocess.Popen) -> None:
     """SIGKILL the driver and the Ray helpers it started (its process group)."""
     helpers = psutil.Process(driver.pid).children(recursive=True)
@@ -76,7 +92,7 @@ def test_a_driver_killed_during_stage1_resumes_with_nothing_lost_or_doubled(tmp_
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = start_driver(path)
     try:
-        wait_for(lambda: by_stage(store_runs(uri), "stage1"), driver, "stage-1 run")
+        wait_for(lambda: by_stage(runs_once_ready(uri), "stage1"), driver, "stage-1 run")
         time.sleep(1)  # well into training: the staging folder exists
     finally:
         kill_driver(driver)
@@ -99,7 +115,7 @@ def test_a_worker_killed_during_a_trial_fails_that_trial_and_the_sweep_goes_on(
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     driver = start_driver(path)
     try:
-        wait_for(lambda: [run for run in by_stage(store_runs(uri), "trial")
+        wait_for(lambda: [run for run in by_stage(runs_once_ready(uri), "trial")
                           if run.info.status == "RUNNING"], driver, "running trial")
         workers = [process for process in psutil.Process(driver.pid).children(recursive=True)
                    if process.cmdline()[:1] and

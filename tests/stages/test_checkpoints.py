@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -96,10 +96,12 @@ def test_stage2_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path: Path)
 KILLED_BUILD = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
+    import torch
     from harness.cache import ArtifactCache
     from harness.stages.stage2 import load_stage2
     from tests.stages.test_checkpoints import stage1_and_trial
 
+    torch.set_num_threads(1)  # as the test process: a reduction's result depends on it
     stage1, config, images = stage1_and_trial()
 
     def log_metrics(metrics, step):
@@ -119,9 +121,19 @@ def stage1_and_trial() -> tuple[torch.nn.Module, TrialConfig, np.ndarray]:
     return stage1.eval(), config, images()
 
 
-def test_a_killed_stage2_build_continues_from_its_checkpoint(tmp_path: Path) -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_a_killed_stage2_build_continues_from_its_checkpoint(tmp_path: Path,
+                                                             one_thread: None) -> None:
     """A real SIGKILL in the middle of a cache build: the next load of the same config
-    resumes from the entry's in-progress checkpoint and ends where an unkilled build does."""
+    resumes from the entry's in-progress checkpoint and ends where an unkilled build does
+    (with the same number of threads, as for any bit-identical comparison)."""
     cache = ArtifactCache(tmp_path / "cache")
     done = subprocess.run([sys.executable, "-c", KILLED_BUILD, str(cache.root)], cwd=REPO,
                           capture_output=True, text=True, timeout=600)
