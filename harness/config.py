@@ -20,15 +20,18 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
-from harness.diffusion import PROCESSES, SAMPLERS
+from harness.diffusion import FLOW_SAMPLERS, PROCESSES, SAMPLER_SPACINGS, SAMPLERS, SPACINGS
 from harness.errors import ConfigError
 from harness.models import STAGE1, STAGE2
+from harness.models.pretrained_folder import read_folder
 from harness.registry import registered
 
 Stage1Kind = registered(STAGE1)
@@ -58,12 +61,18 @@ class Stage1Config(Section):
 
     Loss (seed 000 section 2.1, LDM section 3.1): L1 + perceptual_weight * LPIPS
     + adaptive adversarial_weight * hinge GAN term (from step adversarial_start)
-    + beta * commitment (ivq_vae) or kl_weight * KL (kl).
+    + beta * commitment (ivq_vae) or kl_weight * KL (kl). Kind pretrained trains nothing: it
+    loads a diffusers autoencoder from `path` (harness.models.autoencoders.pretrained).
     """
 
     kind: Stage1Kind = Field("ivq_vae", description="autoencoder family / latent "
                              "regularizer, registered in harness.models.STAGE1: " +
                              STAGE1.describe())
+    path: str | None = Field(
+        None, validate_default=True, description="kind pretrained: the folder a diffusers "
+        "AutoencoderKL or VQModel was saved to (save_pretrained), absolute or from the working "
+        "directory; f and latent_channels are read from its config.json (a value given must "
+        "agree). Other kinds take no path")
     f: int = Field(4, description="spatial compression factor f = H/h = 2^m")
     K: int = Field(256, description="codebook size of the vector quantizer, a power of two")
     latent_channels: int = Field(4, ge=1, description="c of the h x w x c latent")
@@ -101,6 +110,54 @@ class Stage1Config(Section):
     checkpoint_every: int = Field(
         1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _pretrained_shape(cls, data: Any) -> Any:
+        """Kind pretrained: f and latent_channels default to the folder's."""
+        if isinstance(data, dict) and data.get("kind") == "pretrained":
+            try:
+                folder = read_folder(data.get("path"))
+            except (TypeError, ValueError):
+                return data  # reported as stage1.path
+            return {"f": folder.f, "latent_channels": folder.latent_channels} | data
+        return data
+
+    @field_validator("path")
+    @classmethod
+    def _pretrained_folder(cls, path: str | None, info: ValidationInfo) -> str | None:
+        """The absolute path, so that a worker in another directory finds the folder."""
+        if "kind" not in info.data:
+            return path  # an invalid kind is reported already
+        if info.data["kind"] != "pretrained":
+            if path is not None:
+                raise ValueError(f"only kind pretrained reads a folder, not {info.data['kind']}")
+            return path
+        if path is None:
+            raise ValueError("kind pretrained needs the folder of a diffusers AutoencoderKL or "
+                             "VQModel saved with save_pretrained")
+        return str(read_folder(path).path)
+
+    @field_validator("f", "latent_channels")
+    @classmethod
+    def _pretrained_agrees(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("kind") == "pretrained" and info.data.get("path"):
+            folder = read_folder(info.data["path"])
+            expected = getattr(folder, str(info.field_name))
+            if value != expected:
+                raise ValueError(f"the {folder.class_name} in {folder.path} has "
+                                 f"{info.field_name}={expected}; leave stage1.{info.field_name} "
+                                 f"out or set it to {expected}, got {value}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without a path the dump is what it was before `path` existed, so the config hashes
+        # and cache keys of the other kinds stay as they were.
+        data = handler(self)
+        if "path" in data and data["path"] is None:
+            del data["path"]
+        return data
+
     @field_validator("f")
     @classmethod
     def _f_power_of_two(cls, f: int, info: ValidationInfo) -> int:
@@ -131,7 +188,7 @@ class Stage1Config(Section):
             return heads  # an earlier key is invalid and reported already
         width = cls.level_widths(info.data["f"], info.data["channels"],
                                  info.data["channel_mult"])[-1]
-        if info.data["kind"] != "conv_ae" and width % heads:
+        if info.data["kind"] in ("ivq_vae", "kl") and width % heads:  # the kinds with it
             raise ValueError(f"attention_heads={heads} must divide the {width} channels at the "
                              f"lowest resolution (channels x multiplier for f={info.data['f']})")
         return heads
@@ -158,7 +215,8 @@ class Stage1Config(Section):
 
 
 class Stage2Config(Section):
-    """Stage-2 latent denoiser (FFTD, seed 000 section 2.2) and its diffusion training.
+    """Stage-2 latent denoiser (FFTD, seed 000 section 2.2; or a diffusers UNet2DModel or DiT
+    backbone, harness.models.denoisers) and its diffusion training.
 
     `eval_every`, `eval_num_samples`, `log_every` and `checkpoint_every` set how training is
     watched, not what it produces, so they are not part of the stage-2 cache key
@@ -166,11 +224,21 @@ class Stage2Config(Section):
 
     kind: Stage2Kind = Field("fftd", description="denoiser, registered in "
                              "harness.models.STAGE2: " + STAGE2.describe())
-    fusion: Literal["add", "concat", "adaptive"] = "adaptive"
-    channels: int = Field(32, ge=4, description="width of the first FFTD level")
-    channel_mult: list[int] = Field(default_factory=lambda: [1, 2], min_length=1)
-    heads: int = Field(4, ge=1)
-    attention_resolution: int = Field(16, ge=1, description="self-attention at and below it")
+    fusion: Literal["add", "concat", "adaptive"] = Field(
+        "adaptive", description="FFTD's merge of decoder and skip features; unet2d and dit "
+        "ignore it")
+    channels: int = Field(32, ge=4, description="width of the first level (fftd, unet2d) or "
+                          "of the transformer (dit)")
+    channel_mult: list[int] = Field(
+        default_factory=lambda: [1, 2], min_length=1, description="level widths channels * "
+        "mult (fftd, unet2d); dit ignores it")
+    heads: int = Field(4, ge=1, description="attention heads (fftd, dit); unet2d: heads at "
+                       "width `channels`, more in proportion at wider levels")
+    attention_resolution: int = Field(16, ge=1, description="self-attention at latent sizes "
+                                      "at and below it (fftd, unet2d); dit attends everywhere")
+    depth: int | None = Field(
+        None, ge=1, description="dit: transformer blocks (default 4); unet2d: residual blocks "
+        "per level (default 1); fftd ignores it (one block per level)")
     dropout: float = Field(0.0, ge=0, lt=1)
     T: int = Field(500, ge=2, description="number of forward diffusion steps")
     beta_schedule: Literal["linear", "scaled_linear", "cosine"] = "scaled_linear"
@@ -189,6 +257,24 @@ class Stage2Config(Section):
     log_every: int = Field(50, ge=1, description="mean training loss logged every N steps")
     checkpoint_every: int = Field(
         1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+
+    @field_validator("heads")
+    @classmethod
+    def _heads_divide_width(cls, heads: int, info: ValidationInfo) -> int:
+        channels = info.data.get("channels")
+        if info.data.get("kind") in ("unet2d", "dit") and channels and channels % heads:
+            raise ValueError(f"heads={heads} must divide channels={channels} "
+                             f"({info.data['kind']}'s head width is channels / heads)")
+        return heads
+
+    @model_serializer(mode="wrap")
+    def _without_unset_depth(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Without a depth the dump is what it was before `depth` existed, so the config hashes
+        # and cache keys of FFTD configs stay as they were.
+        data = handler(self)
+        if "depth" in data and data["depth"] is None:
+            del data["depth"]
+        return data
 
     @field_validator("prediction")
     @classmethod
@@ -209,10 +295,48 @@ class Stage2Config(Section):
 class SampleConfig(Section):
     sampler: SamplerName = Field("ddim", description="registered in "
                                  "harness.diffusion.SAMPLERS: " + SAMPLERS.describe())
-    ddim_steps: int = Field(50, ge=1, description="DDIM steps S out of T")
-    eta: float = Field(0.0, ge=0)
+    ddim_steps: int = Field(50, ge=1, description="steps S out of T of any sampler but ddpm "
+                            "(all T): DDIM's S; for the diffusers schedulers the number of "
+                            "scheduler steps, whose model calls (Heun 2S - 1) are logged as "
+                            "sample/nfe")
+    nfe: int | None = Field(
+        None, ge=1, description="instead of ddim_steps: the number of function evaluations "
+        "per sample; S is then the most steps whose NFE stays within it (Heun: (NFE + 1) / 2, "
+        "PNDM: NFE - 1), logged as sample/steps")
+    eta: float = Field(0.0, ge=0, description="DDIM's eta; the other samplers ignore it")
+    timestep_spacing: Literal["linspace", "leading", "trailing", "quadratic"] = Field(
+        "linspace", validate_default=True, description="which S of the T timesteps "
+        "(harness.diffusion.spacing): linspace (round(linspace(0, T-1, S))), leading, "
+        "trailing (as diffusers), quadratic (DDIM's CIFAR-10 grid up to 0.8 T); ddpm takes "
+        "all T; unset, a sampler that takes one spacing only gets it (pndm: leading)")
     num_samples: int = Field(256, ge=1)
     batch_size: int = Field(128, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sampler_own_spacing(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("timestep_spacing") is None:
+            data = {key: value for key, value in data.items() if key != "timestep_spacing"}
+            only = SAMPLER_SPACINGS.get(data.get("sampler", "ddim"), ())
+            if len(only) == 1:
+                data["timestep_spacing"] = only[0]
+        return data
+
+    @field_validator("nfe")
+    @classmethod
+    def _nfe_needs_steps(cls, nfe: int | None, info: ValidationInfo) -> int | None:
+        if nfe is not None and info.data.get("sampler") == "ddpm":
+            raise ValueError("ddpm takes all T steps (NFE = T); leave sample.nfe unset")
+        return nfe
+
+    @field_validator("timestep_spacing")
+    @classmethod
+    def _spacing_fits_sampler(cls, spacing: str, info: ValidationInfo) -> str:
+        allowed = SAMPLER_SPACINGS.get(info.data.get("sampler", ""), SPACINGS)
+        if spacing not in allowed:
+            raise ValueError(f"{info.data['sampler']} takes timestep_spacing "
+                             f"{' or '.join(allowed)}, not {spacing}")
+        return spacing
 
 
 class EvalConfig(Section):
@@ -256,7 +380,11 @@ class ReportMetric(Section):
 
 
 class ReportPlot(Section):
-    x: str = Field(description="param key on the x axis, e.g. stage1.K")
+    x: str = Field(description="param key on the x axis, e.g. stage1.K, or a metric a trial "
+                   "logs, e.g. sample/nfe")
+    lines: list[str] | None = Field(
+        None, description="swept keys that make one line each (default: every swept key but "
+        "x); with a metric on x, name them (e.g. [sample.sampler])")
     metrics: list[str] = Field(default_factory=list, description="default: the report's")
     logx: bool = False
     logy: bool = False
@@ -424,17 +552,26 @@ class TrialConfig(Section):
     @field_validator("sample")
     @classmethod
     def _sampler_fits_process(cls, sample: SampleConfig, info: ValidationInfo) -> SampleConfig:
-        """Rectified flow samples with the deterministic Euler ODE, which is DDIM with
-        eta = 0 on its marginal; DDIM on DDPM takes S <= T steps."""
+        """Rectified flow samples with the deterministic Euler ODE on S equal steps, which is
+        DDIM with eta = 0 on its marginal; the other samplers (the diffusers zoo included)
+        run on the ddpm process's betas and take S <= T steps."""
         stage2 = info.data.get("stage2")
         if stage2 is None:
             return sample
-        if stage2.process == "rectified_flow" and (sample.sampler != "ddim" or sample.eta != 0):
+        if stage2.process == "rectified_flow" and sample.sampler not in FLOW_SAMPLERS:
+            raise ValueError(f"sample.sampler {sample.sampler} runs on the ddpm process's "
+                             "betas; rectified_flow samples with the Euler ODE: use "
+                             "sample.sampler ddim (S = ddim_steps) with eta 0")
+        if stage2.process == "rectified_flow" and sample.eta != 0:
             raise ValueError("rectified_flow samples with the Euler ODE: use sampler ddim "
                              "(S = ddim_steps) with eta 0")
-        if stage2.process == "ddpm" and sample.sampler == "ddim" and sample.ddim_steps > stage2.T:
-            raise ValueError(f"ddim_steps={sample.ddim_steps} exceeds stage2.T={stage2.T}: DDIM "
-                             "takes S of the T steps")
+        if stage2.process == "rectified_flow" and sample.timestep_spacing != "linspace":
+            raise ValueError("rectified_flow's Euler ODE takes S equal steps of t: use "
+                             "sample.timestep_spacing linspace")
+        if (stage2.process == "ddpm" and sample.sampler != "ddpm" and sample.nfe is None
+                and sample.ddim_steps > stage2.T):
+            raise ValueError(f"ddim_steps={sample.ddim_steps} exceeds stage2.T={stage2.T}: "
+                             f"{sample.sampler} takes S of the T steps")
         return sample
 
 

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from harness.config import Stage1Config, TrialConfig
+from harness.models.pretrained_folder import folder_digest
 
 STAGE1_CODE_VERSION = "stage1-2"  # bump when stage-1 training changes what it produces
 STAGE2_CODE_VERSION = "fftd-1"  # bump when stage-2 training changes what it produces
@@ -43,11 +44,15 @@ def stage1_key(config: Stage1Config, data_hash: str, numerics: dict[str, Any] | 
                ) -> str:
     """A stage-1 model: its config (less the evaluation and watch keys), the data's content,
     the code, the LPIPS weights its perceptual loss trains with (or none), and how its
-    arithmetic ran where that is not plain fp32 (`Runtime.numerics`)."""
+    arithmetic ran where that is not plain fp32 (`Runtime.numerics`). A pretrained model is
+    identified by a digest of its folder's config and weights, not by where the folder is."""
     lpips = weights_sha256(LPIPS_NETWORK) if config.perceptual_weight > 0 else None
     fields = {"stage1": config.model_dump(mode="json", exclude={*STAGE1_EVAL_KEYS,
                                                                 *TRAINING_WATCH_KEYS}),
               "data": data_hash, "code": STAGE1_CODE_VERSION, "lpips": lpips}
+    if config.kind == "pretrained" and config.path is not None:
+        del fields["stage1"]["path"]
+        fields["weights"] = folder_digest(config.path)
     return config_hash(fields | ({"numerics": numerics} if numerics else {}))
 
 

@@ -41,6 +41,11 @@ def test_set_parses_yaml_values() -> None:
     ({"seeds": "zero"}, "seeds", "list"),
     ({"dataset": "missing.yaml"}, "dataset", "not found"),
     ({"bogus_section": {}}, "bogus_section", "unknown key"),
+    ({"stage1": {"kind": "pretrained"}}, "stage1.path", "needs the folder"),
+    ({"stage1": {"kind": "pretrained", "path": "no/such/folder"}}, "stage1.path", "no folder"),
+    ({"stage1": {"kind": "conv_ae", "path": "."}}, "stage1.path", "only kind pretrained"),
+    ({"stage2": {"kind": "dit", "channels": 10, "heads": 4}}, "stage2.heads", "must divide"),
+    ({"stage2": {"kind": "pkg.module:Class:x"}}, "stage2.kind", "package.module:ClassName"),
 ])
 def test_bad_input_names_file_and_key(tmp_path: Path, changes: dict, key: str,
                                       words: str) -> None:
@@ -106,3 +111,13 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")  # 10^8 values once expanded
     with pytest.raises(ConfigError, match="expands to more than"):
         load_experiment(path)
+
+
+def test_keys_added_later_are_left_out_of_dumps_while_unset() -> None:
+    """stage1.path and stage2.depth, unset, leave older configs' hashes and cache keys alone."""
+    from harness.config import Stage1Config, Stage2Config
+
+    assert "path" not in Stage1Config().model_dump(mode="json")
+    assert "depth" not in Stage2Config().model_dump(mode="json")
+    assert Stage2Config(kind="dit", depth=2).model_dump(mode="json")["depth"] == 2
+    assert Stage2Config.model_validate(Stage2Config().model_dump(mode="json")) == Stage2Config()

@@ -63,8 +63,9 @@ def arms(outcome: SweepOutcome, trials: list[Trial], metric: str) -> dict[str, l
 def comparison_lines(outcome: SweepOutcome, trials: list[Trial], metrics: list[str]
                      ) -> list[str]:
     """Each arm against the best, per ranked metric, in words (harness.reports.statistics);
-    the warning about too few seeds once, at the end."""
-    lines, caveats = [], []
+    the warning about too few seeds once, at the end, and arms with one seed counted in one
+    line rather than listed."""
+    lines, caveats, single = [], [], 0
     for metric in metrics:
         spec = metric_spec(metric)
         values = arms(outcome, trials, metric)
@@ -74,7 +75,15 @@ def comparison_lines(outcome: SweepOutcome, trials: list[Trial], metrics: list[s
         higher = spec.better == "higher"
         for line in describe(compare_to_best(values, higher), spec.label, higher):
             caveat = line.partition(": too few seeds: ")[2]
-            (caveats if caveat else lines).append(f"too few seeds: {caveat}" if caveat else line)
+            if ": not testable: one seed in " in line:
+                single += 1
+            else:
+                (caveats if caveat else lines).append(
+                    f"too few seeds: {caveat}" if caveat else line)
+    if single:
+        lines.append(f"{single} comparisons not testable: one seed per arm, no spread over "
+                     "seeds (the tables give each value's bootstrap interval; add seeds to "
+                     "compare arms)")
     return lines + caveats[:1]
 
 

@@ -5,7 +5,8 @@ name a builder as "module:function" and import it only when a model is built, so
 checks a kind (and a dry run plans a sweep) without importing torch or any model
 (harness.registry). A new kind is one file with a builder plus one line here (or
 `STAGE1.register` / `STAGE2.register` as a decorator in that file, imported before the config
-is validated).
+is validated), or, with no registration at all, a class named by its import path
+(`kind: "package.module:ClassName"`, built and checked by `harness.models.imported`).
 
     stage 1: build(config: Stage1Config) -> Stage1Model
     stage 2: build(config: Stage2Config, latent_channels: int, latent_size: int) -> nn.Module
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from harness.config import Stage1Config, Stage2Config
+    from harness.models.autoencoders.base import Stage1Model
 
 
 STAGE1 = Registry("stage-1 model kind", {
@@ -31,14 +33,22 @@ STAGE1 = Registry("stage-1 model kind", {
     "kl": ("harness.models.autoencoders.kl_ae:build", "KL-reg, seed 001 section 3.1"),
     "identity": ("harness.models.autoencoders.identity:build",
                  "no autoencoder (f = 1, E(x) = x in [-1, 1]): stage 2 diffuses in pixel space"),
-})
+    "pretrained": ("harness.models.autoencoders.pretrained:build",
+                   "a diffusers AutoencoderKL or VQModel from stage1.path, frozen (trains "
+                   "nothing)"),
+}, key="stage1.kind", adapter="harness.models.imported:stage1_from_class")
 STAGE2 = Registry("stage-2 model kind", {
     "fftd": ("harness.models.denoisers.fftd:build",
              "the feature-fusion transformer denoiser of seed 000 section 2.2"),
-})
+    "unet2d": ("harness.models.denoisers.unet2d:build",
+               "diffusers' UNet2DModel (the DDPM / ADM U-Net)"),
+    "dit": ("harness.models.denoisers.dit:build",
+            "a diffusion transformer on latent patches (diffusers' Transformer2DModel with "
+            "adaLN-single on the timestep)"),
+}, key="stage2.kind", adapter="harness.models.imported:stage2_from_class")
 
 
-def build_stage1(config: Stage1Config) -> nn.Module:
+def build_stage1(config: Stage1Config) -> Stage1Model:
     return STAGE1.builder(config.kind)(config)
 
 

@@ -36,7 +36,8 @@ from harness.reports.tables import (
 
 AXIS_LABELS = {"K": "codebook size K", "ddim_steps": "DDIM steps S", "p": "back-trace parameter p",
                "f": "compression factor f", "N": "tokens N", "T": "diffusion steps T",
-               "eta": "DDIM η", "step": "training step"}
+               "eta": "DDIM η", "step": "training step",
+               "sample/nfe": "function evaluations (NFE)"}
 
 FIGURE_SIZE = (4.8, 3.4)  # inches
 # Writers stamp the matplotlib version and the time; None drops the entry.
@@ -107,6 +108,8 @@ def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
 
 def axis_label(key: str) -> str:
     """A plot axis label for a param key: `stage1.K` -> 'codebook size K'."""
+    if key in AXIS_LABELS:
+        return AXIS_LABELS[key]
     last = key.rpartition(".")[2]
     return AXIS_LABELS.get(last, last)
 
@@ -171,13 +174,17 @@ def _powers_of_two(values: np.ndarray) -> bool:
 
 def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
                 settings: ReportSettings, folder: Path) -> Plot | None:
-    """One figure: `metric` against `plot.x`; None when there is nothing to draw."""
+    """One figure: `metric` against `plot.x` (a param, or a metric such as sample/nfe); None
+    when there is nothing to draw."""
     x_column, y_column = f"params.{plot.x}", f"metrics.{metric.name}"
+    if x_column not in runs:
+        x_column = f"metrics.{plot.x}"
     if x_column not in runs or y_column not in runs:
         return None
     done = runs[(runs["status"] == FINISHED) & runs[y_column].notna()]
     done = done[pd.to_numeric(done[x_column], errors="coerce").notna()]
-    hue = tuple(axis for axis in settings.axes if axis != plot.x)
+    hue = plot.lines if plot.lines is not None else tuple(
+        axis for axis in settings.axes if axis != plot.x)
     x_label = axis_label(plot.x)
     title = f"{metric.label} vs {x_label}"
     stem = f"{slug(metric.name)}_vs_{slug(plot.x)}"

@@ -51,11 +51,12 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class PlotSpec:
-    x: str  # param key of the x axis
+    x: str  # param key of the x axis, or a metric key (sample/nfe)
     metrics: tuple[str, ...]
     logx: bool = False
     logy: bool = False
     fit: bool = False  # least-squares power law on log-log axes, slope in the legend
+    lines: tuple[str, ...] | None = None  # the axes that make one line each; None: all but x
 
 
 @dataclass(frozen=True)
@@ -120,8 +121,10 @@ def metric_spec(name: str, better: str | None = None, item: Any = None) -> Metri
 
 def _plot_spec(item: Any) -> PlotSpec:
     fit = bool(_field(item, "fit"))  # a power-law fit is a line on log-log axes
+    lines = _field(item, "lines")
     return PlotSpec(_field(item, "x"), tuple(_field(item, "metrics", ())),
-                    fit or bool(_field(item, "logx")), fit or bool(_field(item, "logy")), fit)
+                    fit or bool(_field(item, "logx")), fit or bool(_field(item, "logy")), fit,
+                    tuple(lines) if lines is not None else None)
 
 
 def from_experiment(report: Any, raw: dict[str, Any], source: Path | None = None
@@ -141,8 +144,12 @@ def resolve(settings: ReportSettings, runs: pd.DataFrame) -> ReportSettings:
     params = sorted(column.removeprefix("params.") for column in runs.columns
                     if column.startswith("params."))
     rows = settings.rows or _swept_keys(runs)
-    plot_axes = tuple(plot.x for plot in settings.plots or ())
-    for block, keys in (("rows", rows), ("columns", settings.columns), ("plots", plot_axes)):
+    logged = {column.removeprefix("metrics.") for column in runs.columns
+              if column.startswith("metrics.")}
+    plot_axes = tuple(plot.x for plot in settings.plots or () if plot.x not in logged)
+    plot_lines = tuple(key for plot in settings.plots or () for key in plot.lines or ())
+    for block, keys in (("rows", rows), ("columns", settings.columns), ("plots", plot_axes),
+                        ("plots.lines", plot_lines)):
         missing = [key for key in keys if key not in params]
         if missing:
             close = difflib.get_close_matches(missing[0], params, n=3)

@@ -15,7 +15,7 @@ from harness.cache import ArtifactCache
 from harness.config import SampleConfig, TrialConfig
 from harness.data.tensors import to_uint8
 from harness.diffusion.processes import process_of
-from harness.diffusion.samplers import Sampler, make_sampler, sample
+from harness.diffusion.samplers import Sampler, make_sampler, sample, sampler_within_nfe
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import mlflow_fields
 from harness.metrics.sets import ReferenceKey
@@ -31,9 +31,14 @@ PERIODIC_METRICS = ("kid", "fid")  # during training: KID carries small N, FID w
 
 
 def sampler_for(config: SampleConfig, model: Stage2Model) -> Sampler:
-    """The sample section's sampler on the process the model was trained with."""
-    return make_sampler(config.sampler, process_of(model.config), model.config.prediction,
-                        config.ddim_steps, config.eta)
+    """The sample section's sampler on the process the model was trained with: S steps
+    (`ddim_steps`), or the most that stay within `nfe` function evaluations."""
+    process, prediction = process_of(model.config), model.config.prediction
+    if config.nfe is not None:
+        return sampler_within_nfe(config.sampler, process, prediction, config.nfe, config.eta,
+                                  config.timestep_spacing)
+    return make_sampler(config.sampler, process, prediction, config.ddim_steps, config.eta,
+                        config.timestep_spacing)
 
 
 @torch.inference_mode()
@@ -67,12 +72,15 @@ def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Mod
     """num_samples images through the sampler and the decoder, timed, then their metrics;
     a metric that cannot run is a tag with its reason, never a number."""
     count = config.sample.num_samples
+    sampler = sampler_for(config.sample, model)
     reset_peak_memory(runtime.device)
     start = time.perf_counter()
-    samples = generate(stage1, model, sampler_for(config.sample, model), count,
-                       config.sample.batch_size, config.seed, runtime, progress)
+    samples = generate(stage1, model, sampler, count, config.sample.batch_size, config.seed,
+                       runtime, progress)
     seconds = time.perf_counter() - start
-    metrics = {"sample/num_images": float(count), "sample/seconds": seconds,
+    metrics = {"sample/num_images": float(count), "sample/nfe": float(sampler.nfe),
+               "sample/steps": float(getattr(sampler, "steps", len(sampler.timesteps()))),
+               "sample/seconds": seconds,
                "sample/images_per_second": count / seconds}
     if (peak := peak_memory_mb(runtime.device)) is not None:
         metrics["sample/peak_memory_mb"] = peak

@@ -65,6 +65,7 @@ class TrainResult:
     perceptual_sha256: str | None = None
     step_seconds: list[float] = field(default_factory=list)
     peak_memory_mb: float | None = None  # on a GPU
+    trained: bool = True  # False: nothing to fit (identity, a frozen pretrained model)
 
 
 @dataclass(frozen=True)
@@ -164,8 +165,8 @@ def train_stage1(config: Stage1Config, images: np.ndarray, runtime: Runtime = Ru
     memory_format = torch.channels_last if levers.channels_last else torch.contiguous_format
     model = build_stage1(config).to(device, memory_format=memory_format)
     if not any(p.requires_grad for p in model.parameters()):  # the identity: nothing to fit
-        log.info("stage 1 (%s) has no parameters; nothing to train", config.kind)
-        return TrainResult(model.eval().cpu(), 0.0, 0.0, 0.0)  # its reconstruction L1 is 0
+        log.info("stage 1 (%s) has no trainable parameters; nothing to train", config.kind)
+        return TrainResult(model.eval().cpu(), 0.0, 0.0, float("nan"), trained=False)
     autoencode = model.autoencode
     if runtime.compile:
         # The adaptive GAN weight differentiates the graph twice (retain_graph), which
@@ -288,10 +289,11 @@ def _build_stage1(config: Stage1Config, dataset: Dataset, runtime: Runtime,
                               checkpoints=checkpoints, progress=progress)
         torch.save(result.model.state_dict(), folder / "model.pt")
         summary = {"train_seconds": result.seconds,
-                   "train_images_per_second": result.images_per_second,
-                   "final_train_loss": result.final_loss,
                    "params": float(result.model.parameter_count()),
                    "perceptual_loss": float(result.perceptual_disabled is None)}
+        if result.trained:  # a model with nothing to fit has no training loss or speed
+            summary |= {"train_images_per_second": result.images_per_second,
+                        "final_train_loss": result.final_loss}
         if result.peak_memory_mb is not None:
             summary["train_peak_memory_mb"] = result.peak_memory_mb
         summary |= {f"final_train_{name}": value for name, value in result.final_logs.items()

@@ -148,7 +148,10 @@ def test_samplers_are_built_by_name_for_the_process() -> None:
     with pytest.raises(ValueError, match="eta 0"):
         make_sampler("ddim", flow, "v", 10, eta=0.5)
     with pytest.raises(ValueError, match="unknown sampler"):
-        make_sampler("heun", ddpm, "eps", 10)
+        make_sampler("lms", ddpm, "eps", 10)
+    with pytest.raises(ValueError, match="timestep_spacing linspace"):
+        make_sampler("ddim", flow, "v", 10, spacing="quadratic")
+    assert make_sampler("ddim", ddpm, "eps", 10, spacing="leading").timesteps()[0] == 90
 
 
 def every_sampler() -> Iterator[object]:

@@ -48,6 +48,14 @@ def test_too_few_seeds_is_said_once() -> None:
     assert sum("too few seeds" in line for line in lines) == 1
 
 
+def test_arms_with_one_seed_are_counted_in_one_line() -> None:
+    outcome, trials = outcome_of({"add": 50.0, "concat": 51.0, "adaptive": 52.0})
+    trials = [trial for trial in trials if trial.swept["seed"] == 0]
+    assert comparison_lines(outcome, trials, ["fid"]) == [
+        "2 comparisons not testable: one seed per arm, no spread over seeds (the tables give "
+        "each value's bootstrap interval; add seeds to compare arms)"]
+
+
 def test_reference_rows_follow_the_trials() -> None:
     outcome, trials = outcome_of({"add": 50.0})
     outcome.references["reference-1"] = {"status": "FINISHED", "stage1": "stage1 conv_ae f=4",

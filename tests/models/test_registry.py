@@ -24,8 +24,9 @@ def test_kinds_are_listed_without_importing_a_model() -> None:
               "print(STAGE1.names(), STAGE2.names(), 'torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
-    assert result.stdout.split() == ["['conv_ae',", "'ivq_vae',", "'kl',", "'identity']",
-                                     "['fftd']", "False"], result.stderr
+    assert result.stdout.split() == ["['conv_ae',", "'ivq_vae',", "'kl',", "'identity',",
+                                     "'pretrained']", "['fftd',", "'unet2d',", "'dit']",
+                                     "False"], result.stderr
 
 
 def test_an_unknown_kind_names_the_known_ones() -> None:

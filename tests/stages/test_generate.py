@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from harness.cache import ArtifactCache
-from harness.config import SampleConfig, Stage1Config, TrialConfig
+from harness.config import SampleConfig, Stage1Config, Stage2Config, TrialConfig
+from harness.diffusion.spacing import spaced_timesteps
 from harness.models import build_stage1
-from harness.stages.generate import generate, sampler_for
-from harness.stages.stage2 import load_stage2
+from harness.stages.generate import generate, sample_and_evaluate, sampler_for
+from harness.stages.stage2 import Stage2Model, load_stage2
 
 
 def test_samples_decode_to_seeded_uint8_images(tmp_path: Path) -> None:
@@ -31,3 +33,58 @@ def test_samples_decode_to_seeded_uint8_images(tmp_path: Path) -> None:
     assert not np.array_equal(samples, generate(stage1, model, sampler, 6, 4, seed=2))
     ddpm = sampler_for(SampleConfig(sampler="ddpm"), model)
     assert len(ddpm.timesteps()) == 20
+
+
+class GridOnlyRun:
+    """The part of a TrackedRun that sampling without set metrics uses."""
+
+    def __init__(self) -> None:
+        self.grids: list[str] = []
+
+    def log_grid(self, images: np.ndarray, name: str, artifact_path: str) -> None:
+        self.grids.append(name)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        raise AssertionError("no set metrics, no tags")
+
+
+def test_the_trial_samples_with_the_sample_sections_sampler_and_logs_its_nfe(
+        tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    stage1 = build_stage1(Stage1Config(kind="conv_ae", f=2, channels=4, latent_channels=2))
+    images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
+    config = TrialConfig(name="t", dataset="d.yaml", seed=1,
+                         stage2={"channels": 8, "channel_mult": [1], "heads": 2, "T": 20,
+                                 "train_steps": 3, "batch_size": 4},
+                         sample={"sampler": "heun", "ddim_steps": 4, "num_samples": 3,
+                                 "batch_size": 2},
+                         eval={"metrics": []})
+    cache = ArtifactCache(tmp_path)
+    model = load_stage2(config, stage1, "stage1-key", images, cache)
+    run = GridOnlyRun()
+    metrics = sample_and_evaluate(config, stage1, model, images, None, cache, run)  # type: ignore[arg-type]
+    assert metrics["sample/nfe"] == 7 and metrics["sample/num_images"] == 3
+    assert run.grids == ["samples.png"]
+    quadratic = SampleConfig(ddim_steps=5, timestep_spacing="quadratic")
+    assert sampler_for(quadratic, model).timesteps() == spaced_timesteps("quadratic", 20, 5)
+    assert sampler_for(SampleConfig(ddim_steps=5), model).nfe == 5
+
+
+@pytest.mark.parametrize(("sampler", "nfe", "steps"), [("ddim", 10, 10), ("heun", 10, 5),
+                                                       ("pndm", 10, 9), ("euler", 50, 20)])
+def test_nfe_picks_the_most_steps_within_it(sampler: str, nfe: int, steps: int) -> None:
+    """`sample.nfe` instead of `ddim_steps`: Heun takes 2S - 1 evaluations, PNDM S + 1, and
+    no sampler takes more steps than T (20 here)."""
+    config = SampleConfig(sampler=sampler, nfe=nfe)
+    model = Stage2Model(torch.nn.Identity(), Stage2Config(T=20), 1.0, (2, 4, 4))
+    chosen = sampler_for(config, model)
+    assert chosen.steps == steps and chosen.nfe <= nfe
+
+
+def test_a_sampler_with_one_spacing_gets_it_when_none_is_given() -> None:
+    assert SampleConfig(sampler="pndm").timestep_spacing == "leading"
+    assert SampleConfig(sampler="ddim").timestep_spacing == "linspace"
+    with pytest.raises(ValueError, match="pndm takes timestep_spacing leading"):
+        SampleConfig(sampler="pndm", timestep_spacing="linspace")
+    with pytest.raises(ValueError, match="ddpm takes all T steps"):
+        SampleConfig(sampler="ddpm", nfe=10)

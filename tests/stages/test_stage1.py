@@ -173,7 +173,7 @@ def test_identity_stage1_is_exact_on_uint8_images_and_trains_nothing() -> None:
     config = Stage1Config(kind="identity", f=1, train_steps=3)
     images = np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     result = train_stage1(config, images)
-    assert result.model.parameter_count() == 0 and result.seconds == 0
+    assert result.model.parameter_count() == 0 and result.seconds == 0 and not result.trained
     np.testing.assert_array_equal(reconstruct(result.model, images, 2), images)
 
 

@@ -22,7 +22,8 @@ class Stage1Model(nn.Module):
     one included) to an image; `autoencode` is the training forward with its regularizer.
     """
 
-    latent_channels: int
+    f: int  # H / h
+    latent_channels: int  # c
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError

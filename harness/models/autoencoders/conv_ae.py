@@ -23,6 +23,7 @@ class ConvAutoencoder(Stage1Model):
         super().__init__()
         self.latent_channels = latent_channels
         levels = len(widths) - 1
+        self.f = 2**levels
         encoder: list[nn.Module] = [_block(3, widths[0])]
         for level in range(levels):
             encoder += [nn.Conv2d(widths[level], widths[level + 1], 4, stride=2, padding=1),

@@ -13,6 +13,7 @@ from harness.models.autoencoders.base import Stage1Model, Stage1Output
 
 
 class IdentityAutoencoder(Stage1Model):
+    f = 1
     latent_channels = 3
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:

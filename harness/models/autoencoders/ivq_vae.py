@@ -20,7 +20,7 @@ class IVQVAE(Stage1Model):
 
     def __init__(self, config: Stage1Config) -> None:
         super().__init__()
-        self.latent_channels = config.latent_channels
+        self.f, self.latent_channels = config.f, config.latent_channels
         self.beta = config.beta
         self.encoder = Encoder(config, config.latent_channels)
         self.quantizer = VectorQuantizerEMA(config.K, config.latent_channels, config.ema_decay,

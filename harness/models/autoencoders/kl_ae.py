@@ -27,7 +27,7 @@ class KLAutoencoder(Stage1Model):
 
     def __init__(self, config: Stage1Config) -> None:
         super().__init__()
-        self.latent_channels = config.latent_channels
+        self.f, self.latent_channels = config.f, config.latent_channels
         self.kl_weight = config.kl_weight
         self.encoder = Encoder(config, 2 * config.latent_channels)
         self.decoder = Decoder(config, config.latent_channels)

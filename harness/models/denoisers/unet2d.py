@@ -1,0 +1,58 @@
+"""`stage2.kind: unet2d`: diffusers' UNet2DModel, the DDPM / ADM U-Net, as eps_theta(z_t, t).
+
+Levels of width channels * channel_mult on the latent grid, `depth` residual blocks per level
+(default 1, as FFTD has one block per level), self-attention at the levels whose size is at
+most attention_resolution and always in the middle block (as FFTD), skips concatenated
+(`fusion` is FFTD's and ignored here). diffusers keeps one head width for every attention
+block, channels / heads, so a level k times as wide as the first has k times the heads. The
+timestep goes through the sinusoidal embedding as a float, so fractional times (the Euler
+sampler's, rectified flow's) are fine.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from diffusers.models.unets.unet_2d import UNet2DModel
+from torch import nn
+
+from harness.config import Stage2Config
+from harness.models.layers import MAX_GROUPS
+
+DEFAULT_DEPTH = 1
+
+
+class UNet2D(nn.Module):
+    """forward(z_t, t) = UNet2DModel(z_t, t).sample on (latent_channels, size, size) latents."""
+
+    def __init__(self, latent_channels: int, latent_size: int, *, channels: int,
+                 channel_mult: tuple[int, ...], heads: int, attention_resolution: int,
+                 depth: int, dropout: float) -> None:
+        super().__init__()
+        widths = tuple(channels * mult for mult in channel_mult)
+        if latent_size % 2 ** (len(widths) - 1):
+            raise ValueError(f"unet2d halves the {latent_size}x{latent_size} latent "
+                             f"{len(widths) - 1} times (channel_mult {list(channel_mult)}): "
+                             "its size must be divisible by that")
+        attention = [latent_size // 2**level <= attention_resolution
+                     for level in range(len(widths))]
+        self.unet = UNet2DModel(
+            sample_size=latent_size, in_channels=latent_channels, out_channels=latent_channels,
+            block_out_channels=widths, layers_per_block=depth, dropout=dropout,
+            down_block_types=tuple("AttnDownBlock2D" if a else "DownBlock2D" for a in attention),
+            up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D"
+                                 for a in reversed(attention)),
+            attention_head_dim=channels // heads,
+            norm_num_groups=math.gcd(MAX_GROUPS, *widths))
+
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return self.unet(z_t, t).sample
+
+
+def build(config: Stage2Config, latent_channels: int, latent_size: int) -> UNet2D:
+    """The registered builder (`stage2.kind: unet2d`)."""
+    return UNet2D(latent_channels, latent_size, channels=config.channels,
+                  channel_mult=tuple(config.channel_mult), heads=config.heads,
+                  attention_resolution=config.attention_resolution,
+                  depth=config.depth or DEFAULT_DEPTH, dropout=config.dropout)
