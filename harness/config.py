@@ -46,6 +46,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def without_unset(data: dict[str, Any], *keys: str) -> dict[str, Any]:
+    """A dump without these optional keys while they are unset (None): the dump, and so the
+    config hashes and cache keys, stay what they were before the keys existed."""
+    return {key: value for key, value in data.items() if key not in keys or value is not None}
+
+
 def _is_power_of_two(value: int) -> bool:
     return value > 0 and value & (value - 1) == 0
 
@@ -151,12 +157,7 @@ class Stage1Config(Section):
 
     @model_serializer(mode="wrap")
     def _without_unset_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Without a path the dump is what it was before `path` existed, so the config hashes
-        # and cache keys of the other kinds stay as they were.
-        data = handler(self)
-        if "path" in data and data["path"] is None:
-            del data["path"]
-        return data
+        return without_unset(handler(self), "path")
 
     @field_validator("f")
     @classmethod
@@ -269,12 +270,7 @@ class Stage2Config(Section):
 
     @model_serializer(mode="wrap")
     def _without_unset_depth(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        # Without a depth the dump is what it was before `depth` existed, so the config hashes
-        # and cache keys of FFTD configs stay as they were.
-        data = handler(self)
-        if "depth" in data and data["depth"] is None:
-            del data["depth"]
-        return data
+        return without_unset(handler(self), "depth")
 
     @field_validator("prediction")
     @classmethod

@@ -15,16 +15,24 @@ from harness.models import build_stage1
 from harness.stages.generate import generate, sample_and_evaluate, sampler_for
 from harness.stages.stage2 import Stage2Model, load_stage2
 
+IMAGES = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
 
-def test_samples_decode_to_seeded_uint8_images(tmp_path: Path) -> None:
+
+def tiny_models(tmp_path: Path, **sections: object
+                ) -> tuple[torch.nn.Module, Stage2Model, TrialConfig]:
+    """A random stage 1 and a 3-step stage 2 on random 8x8 images, and their trial config."""
     torch.manual_seed(0)
     stage1 = build_stage1(Stage1Config(kind="conv_ae", f=2, channels=4, latent_channels=2))
-    images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
     config = TrialConfig(name="t", dataset="d.yaml", seed=1,
                          stage2={"channels": 8, "channel_mult": [1], "heads": 2, "T": 20,
-                                 "train_steps": 3, "batch_size": 4},
-                         sample={"ddim_steps": 5, "num_samples": 6, "batch_size": 4})
-    model = load_stage2(config, stage1, "stage1-key", images, ArtifactCache(tmp_path))
+                                 "train_steps": 3, "batch_size": 4}, **sections)
+    return stage1, load_stage2(config, stage1, "stage1-key", IMAGES,
+                               ArtifactCache(tmp_path)), config
+
+
+def test_samples_decode_to_seeded_uint8_images(tmp_path: Path) -> None:
+    stage1, model, config = tiny_models(tmp_path, sample={"ddim_steps": 5, "num_samples": 6,
+                                                          "batch_size": 4})
     sampler = sampler_for(config.sample, model)
     assert len(sampler.timesteps()) == 5
     samples = generate(stage1, model, sampler, 6, 4, seed=1)
@@ -50,19 +58,12 @@ class GridOnlyRun:
 
 def test_the_trial_samples_with_the_sample_sections_sampler_and_logs_its_nfe(
         tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    stage1 = build_stage1(Stage1Config(kind="conv_ae", f=2, channels=4, latent_channels=2))
-    images = np.random.default_rng(0).integers(0, 256, (16, 8, 8, 3), dtype=np.uint8)
-    config = TrialConfig(name="t", dataset="d.yaml", seed=1,
-                         stage2={"channels": 8, "channel_mult": [1], "heads": 2, "T": 20,
-                                 "train_steps": 3, "batch_size": 4},
-                         sample={"sampler": "heun", "ddim_steps": 4, "num_samples": 3,
-                                 "batch_size": 2},
-                         eval={"metrics": []})
-    cache = ArtifactCache(tmp_path)
-    model = load_stage2(config, stage1, "stage1-key", images, cache)
+    stage1, model, config = tiny_models(
+        tmp_path, sample={"sampler": "heun", "ddim_steps": 4, "num_samples": 3,
+                          "batch_size": 2}, eval={"metrics": []})
     run = GridOnlyRun()
-    metrics = sample_and_evaluate(config, stage1, model, images, None, cache, run)  # type: ignore[arg-type]
+    metrics = sample_and_evaluate(config, stage1, model, IMAGES, None,  # type: ignore[arg-type]
+                                  ArtifactCache(tmp_path), run)
     assert metrics["sample/nfe"] == 7 and metrics["sample/num_images"] == 3
     assert run.grids == ["samples.png"]
     quadratic = SampleConfig(ddim_steps=5, timestep_spacing="quadratic")
