@@ -59,6 +59,8 @@ class Sampler(Protocol):
 
     @property
     def nfe(self) -> int: ...  # model calls per sample
+    @property
+    def steps(self) -> int: ...  # S, the sampler's steps
     def timesteps(self) -> list[Any]: ...
     def start(self) -> Chain: ...
 
@@ -135,6 +137,11 @@ class DDPMSampler(Stateless):
     def model_time(self, t: float, batch: int, device: torch.device | str | None = None
                    ) -> torch.Tensor:
         return self.process.model_time(t, batch, device)
+
+    @property
+    def steps(self) -> int:
+        """All T."""
+        return self.process.T
 
     def timesteps(self) -> list[int]:
         return list(range(self.process.T - 1, -1, -1))
@@ -227,17 +234,13 @@ def make_sampler(name: str, process: Process, prediction: str, steps: int, eta: 
 def sampler_within_nfe(name: str, process: Process, prediction: str, nfe: int,
                        eta: float = 0.0, spacing: str = "linspace") -> Sampler:
     """The sampler `name` with the most steps S whose function evaluations stay within `nfe`
-    (at most T steps; at least one)."""
-    for steps in range(min(nfe, process_steps(process)), 1, -1):
+    (at most T steps on DDPM; at least one)."""
+    most = min(nfe, process.T) if isinstance(process, DDPM) else nfe
+    for steps in range(most, 1, -1):
         sampler = make_sampler(name, process, prediction, steps, eta, spacing)
         if sampler.nfe <= nfe:
             return sampler
     return make_sampler(name, process, prediction, 1, eta, spacing)
-
-
-def process_steps(process: Process) -> int:
-    """The most steps a sampler can take on `process`: T for DDPM, unbounded otherwise."""
-    return process.T if isinstance(process, DDPM) else 10**6
 
 
 @torch.inference_mode()

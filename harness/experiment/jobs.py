@@ -69,9 +69,9 @@ class TrialSpec:
         """The worker's device (what Ray gave it) and the experiment's precision."""
         return Runtime(trial_device(), self.precision, self.compile)
 
-    def progress(self, run: TrackedRun | None, report: LineFn | None) -> Progress:
-        return Progress(self.run_name or self.trial_id, run.log_metrics if run else None,
-                        report, self.progress_seconds)
+    def progress(self, run: TrackedRun, report: LineFn | None) -> Progress:
+        return Progress(self.run_name or self.trial_id, run.log_metrics, report,
+                        self.progress_seconds)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -79,8 +79,7 @@ def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Mod
                        runtime, progress)
     seconds = time.perf_counter() - start
     metrics = {"sample/num_images": float(count), "sample/nfe": float(sampler.nfe),
-               "sample/steps": float(getattr(sampler, "steps", len(sampler.timesteps()))),
-               "sample/seconds": seconds,
+               "sample/steps": float(sampler.steps), "sample/seconds": seconds,
                "sample/images_per_second": count / seconds}
     if (peak := peak_memory_mb(runtime.device)) is not None:
         metrics["sample/peak_memory_mb"] = peak
