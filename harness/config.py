@@ -40,6 +40,7 @@ ProcessName = registered(PROCESSES)
 SamplerName = registered(SAMPLERS)
 
 SWEEP_KEYS = ("sweep", "choice", "uniform", "loguniform")
+DEFAULT_P_UNCOND = 0.1  # label dropout of DiT and LDM's class-conditional models
 
 
 class Section(BaseModel):
@@ -50,6 +51,11 @@ def without_unset(data: dict[str, Any], *keys: str) -> dict[str, Any]:
     """A dump without these optional keys while they are unset (None): the dump, and so the
     config hashes and cache keys, stay what they were before the keys existed."""
     return {key: value for key, value in data.items() if key not in keys or value is not None}
+
+
+def without_default(data: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
+    """A dump without `key` while it holds the default it had before the key existed."""
+    return {k: v for k, v in data.items() if k != key or v != default}
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -258,6 +264,21 @@ class Stage2Config(Section):
     log_every: int = Field(50, ge=1, description="mean training loss logged every N steps")
     checkpoint_every: int = Field(
         1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
+    scale_shift: bool = Field(
+        False, description="fftd: the time (and class) embedding scales and shifts each "
+        "channel after the residual block's second GroupNorm (ADM) instead of being added "
+        "before it, where a GroupNorm of one channel per group (widths up to 32) erases it")
+    conditioning: Literal["none", "class", "cross_attention"] = Field(
+        "none", description="class labels of the data (LDM section 3.3): none (unconditional); "
+        "class (a class embedding added to the time embedding; fftd, unet2d); cross_attention "
+        "(cross-attention to condition tokens from a learned table tau_theta, LDM Eq. 3; fftd)")
+    p_uncond: float | None = Field(
+        None, ge=0, le=1, description="label dropout: the probability a training label is "
+        "replaced by the null label, training the unconditional model for classifier-free "
+        "guidance too (default 0.1 with conditioning; 1: an unconditional model)")
+    condition_tokens: int | None = Field(
+        None, ge=1, description="cross_attention: tokens per label in tau_theta's table "
+        "(default 4)")
 
     @field_validator("heads")
     @classmethod
@@ -270,7 +291,32 @@ class Stage2Config(Section):
 
     @model_serializer(mode="wrap")
     def _without_unset_depth(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return without_unset(handler(self), "depth")
+        data = without_unset(handler(self), "depth", "p_uncond", "condition_tokens")
+        data = without_default(data, "scale_shift", False)
+        return without_default(data, "conditioning", "none")
+
+    @field_validator("p_uncond", "condition_tokens")
+    @classmethod
+    def _needs_conditioning(cls, value: object, info: ValidationInfo) -> object:
+        conditioning = info.data.get("conditioning", "none")
+        if value is not None and conditioning == "none":
+            raise ValueError("applies to a conditional model; set stage2.conditioning to "
+                             "class or cross_attention")
+        if (info.field_name == "condition_tokens" and value is not None
+                and conditioning != "cross_attention"):
+            raise ValueError("applies to conditioning: cross_attention only")
+        return value
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning != "none"
+
+    @property
+    def label_dropout(self) -> float:
+        """p_uncond, or its default (DiT's and LDM's 0.1) for a conditional model."""
+        if not self.conditional:
+            return 0.0
+        return DEFAULT_P_UNCOND if self.p_uncond is None else self.p_uncond
 
     @field_validator("prediction")
     @classmethod
@@ -305,8 +351,18 @@ class SampleConfig(Section):
         "(harness.diffusion.spacing): linspace (round(linspace(0, T-1, S))), leading, "
         "trailing (as diffusers), quadratic (DDIM's CIFAR-10 grid up to 0.8 T); ddpm takes "
         "all T; unset, a sampler that takes one spacing only gets it (pndm: leading)")
-    num_samples: int = Field(256, ge=1)
+    num_samples: int = Field(256, ge=1, description="samples per trial; a conditional "
+                             "model draws them class-balanced (labels i mod classes)")
     batch_size: int = Field(128, ge=1)
+    guidance_scale: float | None = Field(
+        None, ge=0, description="classifier-free guidance s of a conditional model: eps = "
+        "eps_u + s (eps_c - eps_u); 1 (the default) is plain conditional sampling, 0 "
+        "unconditional; s != 1 evaluates the model twice per step (sample/nfe doubles)")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_guidance(self, handler: SerializerFunctionWrapHandler
+                                ) -> dict[str, Any]:
+        return without_unset(handler(self), "guidance_scale")
 
     @model_validator(mode="before")
     @classmethod
@@ -381,6 +437,10 @@ class ReportPlot(Section):
     lines: list[str] | None = Field(
         None, description="swept keys that make one line each (default: every swept key but "
         "x); with a metric on x, name them (e.g. [sample.sampler])")
+    points: str | None = Field(
+        None, description="a swept key (e.g. sample.guidance_scale): one point per value, "
+        "labeled with it and joined in its order, for a trade-off curve with a metric on x "
+        "(FID against precision)")
     metrics: list[str] = Field(default_factory=list, description="default: the report's")
     logx: bool = False
     logy: bool = False
@@ -564,6 +624,9 @@ class TrialConfig(Section):
         if stage2.process == "rectified_flow" and sample.timestep_spacing != "linspace":
             raise ValueError("rectified_flow's Euler ODE takes S equal steps of t: use "
                              "sample.timestep_spacing linspace")
+        if sample.guidance_scale is not None and not stage2.conditional:
+            raise ValueError("guidance_scale needs a conditional model: set "
+                             "stage2.conditioning to class or cross_attention")
         if (stage2.process == "ddpm" and sample.sampler != "ddpm" and sample.nfe is None
                 and sample.ddim_steps > stage2.T):
             raise ValueError(f"ddim_steps={sample.ddim_steps} exceeds stage2.T={stage2.T}: "

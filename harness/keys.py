@@ -65,10 +65,13 @@ def stage1_eval_key(config: Stage1Config, data_hash: str,
 
 
 def stage2_key(config: TrialConfig, stage1_model_key: str,
-               numerics: dict[str, Any] | None = None) -> str:
+               numerics: dict[str, Any] | None = None, labels_hash: str | None = None) -> str:
     """A stage-2 model: its config (less how training is watched), the stage-1 model it was
-    trained on, the trial's seed, the code, and its arithmetic where not plain fp32."""
+    trained on, the trial's seed, the code, its arithmetic where not plain fp32, and for a
+    conditional model the training labels (`Dataset.labels_hash`)."""
     fields = {"stage2": config.stage2.model_dump(mode="json", exclude={*STAGE2_EVAL_KEYS,
                                                                        *TRAINING_WATCH_KEYS}),
               "stage1": stage1_model_key, "seed": config.seed, "code": STAGE2_CODE_VERSION}
+    if config.stage2.conditional:
+        fields["labels"] = labels_hash
     return config_hash(fields | ({"numerics": numerics} if numerics else {}))

@@ -121,3 +121,40 @@ def test_keys_added_later_are_left_out_of_dumps_while_unset() -> None:
     assert "depth" not in Stage2Config().model_dump(mode="json")
     assert Stage2Config(kind="dit", depth=2).model_dump(mode="json")["depth"] == 2
     assert Stage2Config.model_validate(Stage2Config().model_dump(mode="json")) == Stage2Config()
+
+
+def test_conditioning_keys_are_left_out_of_dumps_while_at_their_defaults() -> None:
+    """An unconditional model's config dumps, hashes and cache keys as before issue 18."""
+    from harness.config import SampleConfig, Stage2Config
+
+    before = {"kind", "fusion", "channels", "channel_mult", "heads", "attention_resolution",
+              "dropout", "T", "beta_schedule", "process", "prediction", "loss_weighting",
+              "min_snr_gamma", "train_steps", "batch_size", "lr", "weight_decay", "ema",
+              "eval_every", "eval_num_samples", "log_every", "checkpoint_every"}
+    assert set(Stage2Config().model_dump(mode="json")) == before
+    assert "guidance_scale" not in SampleConfig().model_dump(mode="json")
+    conditional = Stage2Config(conditioning="cross_attention", p_uncond=0.2,
+                               condition_tokens=2, scale_shift=True)
+    dumped = conditional.model_dump(mode="json")
+    assert dumped["conditioning"] == "cross_attention" and dumped["scale_shift"] is True
+    assert Stage2Config.model_validate(dumped) == conditional
+    assert conditional.label_dropout == 0.2
+    assert Stage2Config(conditioning="class").label_dropout == 0.1
+    assert Stage2Config().label_dropout == 0.0
+
+
+@pytest.mark.parametrize(("section", "values", "message"), [
+    ("stage2", {"p_uncond": 0.1}, "applies to a conditional model"),
+    ("stage2", {"conditioning": "class", "condition_tokens": 4}, "cross_attention only"),
+    ("stage2", {"conditioning": "class", "p_uncond": 1.5}, "less than or equal to 1"),
+    ("sample", {"guidance_scale": 2.0}, "guidance_scale needs a conditional model"),
+    ("sample", {"guidance_scale": -1.0}, "greater than or equal to 0"),
+])
+def test_conditioning_settings_that_cannot_apply_are_errors(section: str, values: dict,
+                                                            message: str) -> None:
+    from pydantic import ValidationError
+
+    from harness.config import TrialConfig
+
+    with pytest.raises(ValidationError, match=message):
+        TrialConfig(name="t", dataset="d.yaml", **{section: values})

@@ -33,3 +33,15 @@ def test_stage2_key_leaves_out_how_training_is_watched() -> None:
         TrialConfig(name="t", dataset="d.yaml", seed=1), "s1")
     sampling = TrialConfig(name="t", dataset="d.yaml", sample={"ddim_steps": 10})
     assert stage2_key(trial(), "s1") == stage2_key(sampling, "s1")  # sampling trains nothing
+
+
+def test_a_conditional_stage2_key_holds_its_training_labels() -> None:
+    conditional = trial(conditioning="class")
+    assert stage2_key(conditional, "s1", labels_hash="a") != stage2_key(conditional, "s1",
+                                                                         labels_hash="b")
+    assert stage2_key(conditional, "s1", labels_hash="a") != stage2_key(trial(), "s1")
+    assert stage2_key(trial(), "s1", labels_hash="a") == stage2_key(trial(), "s1")
+    guided = TrialConfig(name="t", dataset="d.yaml", stage2={"conditioning": "class"},
+                         sample={"guidance_scale": 3.0})
+    assert stage2_key(guided, "s1", labels_hash="a") == stage2_key(conditional, "s1",
+                                                                    labels_hash="a")

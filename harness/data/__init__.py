@@ -1,4 +1,5 @@
-"""Data manifests and the datasets they describe, as uint8 NHWC train/eval arrays.
+"""Data manifests and the datasets they describe, as uint8 NHWC train/eval arrays, with int64
+class labels where the source has them (Dataset.train_labels, eval_labels, classes).
 
 manifest: the schema, loading and the source registry; sources: the registered sources;
 store: the splits materialized once on disk and memory-mapped; dataset: loading a manifest's

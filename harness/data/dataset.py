@@ -1,7 +1,8 @@
 """Datasets: a manifest's splits as read-only uint8 NHWC arrays, memory-mapped from the store.
 
 `load_dataset` materializes the splits once into the dataset store (harness.data.store) under
-the cache root and maps them; a second load in the same process returns the same Dataset.
+the cache root and maps them; a second load in the same process returns the same Dataset. A
+labeled source's class labels come with the splits: int64 class indices into `classes`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,15 @@ class Dataset:
     manifest_path: Path
     source: str = ""
     store: Path | None = None  # the store entry the splits are mapped from
+    train_labels: np.ndarray | None = None  # int64 indices into `classes`; None: unlabeled
+    eval_labels: np.ndarray | None = None
+    classes: tuple[str, ...] = ()  # the class names; empty for an unlabeled source
+    labels_hash: str | None = None  # sha256 over the class names and both splits' labels
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels index (0 for an unlabeled dataset)."""
+        return len(self.classes)
 
 
 def content_hash(train: np.ndarray, eval_: np.ndarray) -> str:
@@ -65,6 +75,10 @@ def _load_cached(path: Path, key: str, cache_root: Path) -> Dataset:
         manifest_path=path,
         source=manifest.source,
         store=store.path,
+        train_labels=store.train_labels,
+        eval_labels=store.eval_labels,
+        classes=store.classes,
+        labels_hash=store.labels_hash,
     )
 
 
@@ -77,6 +91,7 @@ def describe(dataset: Dataset) -> str:
         f"splits    train {len(train)}, eval {len(eval_)}",
         f"images    {'x'.join(str(d) for d in train.shape[1:])} {train.dtype}",
         f"hash      sha256:{dataset.content_hash}",
+        *_describe_labels(dataset),
     ]
     if dataset.store is not None:
         lines.append(f"store     {dataset.store} ({entry_bytes(dataset.store) / 2**20:.1f} MiB)")
@@ -85,6 +100,28 @@ def describe(dataset: Dataset) -> str:
             mean = images.reshape(-1, images.shape[-1]).mean(axis=0)
             lines.append(f"mean RGB  {key} " + " ".join(f"{m:.1f}" for m in mean))
     return "\n".join(lines)
+
+
+_LISTED = 12  # classes beyond this many are summarized rather than listed one by one
+
+
+def _describe_labels(dataset: Dataset) -> list[str]:
+    """The classes line and, for a labeled dataset, the per-split class counts line."""
+    classes = dataset.classes
+    if not classes:
+        return ["classes   none (unlabeled source)"]
+    names = ", ".join(classes[:_LISTED])
+    if len(classes) > _LISTED:
+        names += f", ... ({len(classes) - _LISTED} more)"
+    counts = []
+    for key, labels in (("train", dataset.train_labels), ("eval", dataset.eval_labels)):
+        per_class = np.bincount(np.asarray(labels, np.int64), minlength=len(classes))
+        listed = " ".join(str(n) for n in per_class[:_LISTED])
+        if len(classes) > _LISTED:
+            listed = (f"min {per_class.min()} max {per_class.max()} mean "
+                      f"{per_class.mean():.1f} (first {listed} ...)")
+        counts.append(f"{key} {listed}")
+    return [f"classes   {len(classes)}: {names}", f"counts    {' / '.join(counts)}"]
 
 
 def show(

@@ -1,9 +1,14 @@
 """Data manifests: the schema, loading and validation, the source registry and data errors.
 
 A source is `fn(manifest, manifest_path)` returning the (train, eval) arrays, or with
-`chunked=True` yielding `(split, images)` chunks, every train image before any eval image, so
-that a split larger than memory never has to be whole at once (harness.data.store writes the
-chunks to disk). Its `stamp` says what changes when the local data it reads changes.
+`chunked=True` yielding `(split, images, labels)` chunks, every train image before any eval
+image, so that a split larger than memory never has to be whole at once (harness.data.store
+writes the chunks to disk). Its `stamp` says what changes when the local data it reads changes.
+
+Class labels: a source whose data has them registers `classes(manifest, manifest_path)`, the
+class names (empty when this manifest's data is unlabeled); its labels are then int64 class
+indices aligned with the images: the third item of every chunk, or with a non-chunked source a
+returned `(train, eval, train_labels, eval_labels)`. An unlabeled source's chunks carry None.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.errors import ConfigError, DataError
 
 Split = tuple[np.ndarray, np.ndarray]
-Chunk = tuple[str, np.ndarray]  # consecutive images of split "train" or "eval"
-SourceFn = Callable[["Manifest", Path], Split]
+LabeledSplit = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # + train, eval labels
+# Consecutive images of split "train" or "eval" and their int64 labels (None: unlabeled source).
+Chunk = tuple[str, np.ndarray, np.ndarray | None]
+SourceFn = Callable[["Manifest", Path], Split | LabeledSplit]
 ChunkedSourceFn = Callable[["Manifest", Path], Iterator[Chunk]]
 StampFn = Callable[["Manifest", Path], str]
+ClassesFn = Callable[["Manifest", Path], tuple[str, ...]]
 _Fn = TypeVar("_Fn", SourceFn, ChunkedSourceFn)
 _Items = TypeVar("_Items", np.ndarray, list[Path])
 
@@ -88,15 +96,26 @@ class Source:
     single_file: bool
     chunked: bool = False
     stamp: StampFn | None = None
+    classes: ClassesFn | None = None
 
     def chunks(self, manifest: Manifest, manifest_path: Path) -> Iterator[Chunk]:
-        """The manifest's images as `(split, images)` chunks: all of train, then all of eval."""
+        """The manifest's images as `(split, images, labels)` chunks: all of train, then all of
+        eval; labels are None for an unlabeled source."""
         if self.chunked:
             yield from self.load(manifest, manifest_path)
             return
-        train, eval_ = self.load(manifest, manifest_path)
-        yield "train", train
-        yield "eval", eval_
+        result = self.load(manifest, manifest_path)
+        train_labels = eval_labels = None
+        if len(result) == 4:
+            train, eval_, train_labels, eval_labels = result
+        else:
+            train, eval_ = result
+        yield "train", train, train_labels
+        yield "eval", eval_, eval_labels
+
+    def class_names(self, manifest: Manifest, manifest_path: Path) -> tuple[str, ...]:
+        """The class names of the manifest's data; empty when it is unlabeled."""
+        return self.classes(manifest, manifest_path) if self.classes is not None else ()
 
     def data_stamp(self, manifest: Manifest, manifest_path: Path) -> str | None:
         """What changes when the local data the manifest reads changes; None if it reads none."""
@@ -120,15 +139,18 @@ def register_source(
     single_file: bool = False,
     chunked: bool = False,
     stamp: StampFn | None = None,
+    classes: ClassesFn | None = None,
 ) -> Callable[[_Fn], _Fn]:
     """Register `fn(manifest, manifest_path) -> (train, eval)` as the source called `name`;
-    with `chunked`, `fn` yields `(split, images)` chunks instead (see the module docstring).
-    `stamp(manifest, manifest_path)` defaults to `path_stamp` of the manifest's `path`."""
+    with `chunked`, `fn` yields `(split, images, labels)` chunks instead (see the module
+    docstring). `stamp(manifest, manifest_path)` defaults to `path_stamp` of the manifest's
+    `path`; `classes(manifest, manifest_path)` names the classes of a labeled source."""
 
     def decorate(fn: _Fn) -> _Fn:
         if name in _SOURCES:
             raise ValueError(f"data source {name!r} is already registered")
-        _SOURCES[name] = Source(name, fn, options, needs_path, single_file, chunked, stamp)
+        _SOURCES[name] = Source(name, fn, options, needs_path, single_file, chunked, stamp,
+                                classes)
         return fn
 
     return decorate

@@ -1,5 +1,6 @@
 """Diffusion, separate from the models: forward processes (one abstraction, Eq. 8), what the
-denoiser predicts and the losses it trains with, and the samplers.
+denoiser predicts and the losses it trains with, the samplers, and classifier-free guidance
+(`guidance`: a conditional model seen by every sampler as a plain one).
 
 Processes, their losses and samplers are registered here by name (harness.registry), so the
 schema checks `stage2.process` and `sample.sampler` without importing torch. A new forward

@@ -19,9 +19,9 @@ from harness.metrics.catalog import describe
 from harness.progress import Progress
 from harness.runtime import Runtime
 from harness.stages.generate import periodic_evaluation, sample_and_evaluate
-from harness.stages.references import reference_set
+from harness.stages.references import reference_labels, reference_set
 from harness.stages.stage1 import load_stage1
-from harness.stages.stage2 import load_stage2
+from harness.stages.stage2 import TrainLabels, load_stage2
 from harness.stages.tokenize import tokenize_and_evaluate
 from harness.sweep import check_metric_names
 from harness.tracking import TrackedRun
@@ -44,7 +44,8 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
              if config.stage2.eval_every else None)
     stage2 = load_stage2(config, stage1,
                          stage1_key(config.stage1, dataset.content_hash, runtime.numerics()),
-                         dataset.train, cache, run.log_metrics, watch, runtime, progress)
+                         dataset.train, cache, run.log_metrics, watch, runtime, progress,
+                         TrainLabels.of(config.stage2, dataset))
     metrics = {"stage2/cache_hit": float(not stage2.built)} | {
         "stage2/" + key: value for key, value in stage2.summary.items()}
     if config.gddcm is not None:  # a tokenizer trial: reconstruct the eval images, no samples
@@ -52,7 +53,8 @@ def run_trial(config: TrialConfig, dataset: Dataset, cache: ArtifactCache, run: 
                                          reference_key, cache, run, runtime)
     else:
         metrics |= sample_and_evaluate(config, stage1, stage2, reference, reference_key,
-                                       cache, run, runtime, progress)
+                                       cache, run, runtime, progress,
+                                       reference_labels(config, dataset))
     metrics = headline_first(metrics | stage1_metrics)
     run.log_metrics(metrics)  # one batch: MLflow's compare view opens on its first metric
     return metrics

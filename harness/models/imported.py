@@ -112,9 +112,14 @@ def stage1_from_class(factory: Callable[..., Any], kind: str, config: Stage1Conf
 
 
 def stage2_from_class(factory: Callable[..., Any], kind: str, config: Stage2Config,
-                      latent_channels: int, latent_size: int) -> nn.Module:
+                      latent_channels: int, latent_size: int, num_classes: int = 0
+                      ) -> nn.Module:
     """The stage-2 model `factory(config, latent_channels, latent_size)`, checked (the STAGE2
-    adapter)."""
+    adapter); conditional models are the registered kinds' (fftd, unet2d)."""
+    if config.conditional:
+        raise ModelInterfaceError(f"stage2.kind: {kind}: stage2.conditioning "
+                                  f"{config.conditioning} is implemented by fftd and unet2d, "
+                                  "not by models given by import path")
     model = _construct(factory, kind, "stage2.kind", (config, latent_channels, latent_size),
                        "ClassName(config: Stage2Config, latent_channels: int, latent_size: int)")
     if type(model).forward is nn.Module.forward:

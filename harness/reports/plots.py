@@ -37,7 +37,9 @@ from harness.reports.tables import (
 AXIS_LABELS = {"K": "codebook size K", "ddim_steps": "DDIM steps S", "p": "back-trace parameter p",
                "f": "compression factor f", "N": "tokens N", "T": "diffusion steps T",
                "eta": "DDIM η", "step": "training step",
-               "sample/nfe": "function evaluations (NFE)"}
+               "sample/nfe": "function evaluations (NFE)", "guidance_scale": "guidance scale s",
+               "precision": "precision", "recall": "recall",
+               "is": "Inception Score"}
 
 FIGURE_SIZE = (4.8, 3.4)  # inches
 # Writers stamp the matplotlib version and the time; None drops the entry.
@@ -112,6 +114,9 @@ def axis_label(key: str) -> str:
         return AXIS_LABELS[key]
     last = key.rpartition(".")[2]
     return AXIS_LABELS.get(last, last)
+
+
+POINT_NAMES = {"guidance_scale": "s"}  # how a trade-off curve labels its points
 
 
 def seed_stats(frame: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
@@ -195,6 +200,10 @@ def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
         ax = fig.add_subplot()
         lines = lines_by(done, hue, settings)
         for key, members, color in lines:
+            if plot.points is not None:
+                trade_off_curve(ax, members, x_column, y_column, plot.points, color,
+                                line_label(hue, key) if hue else None)
+                continue
             stats = seed_stats(members.astype({x_column: float}), x_column, y_column)
             xs, mean, std = (stats[c].to_numpy(dtype=float) for c in (x_column, "mean", "std"))
             label = line_label(hue, key) if hue else ""
@@ -223,6 +232,26 @@ def metric_plot(runs: pd.DataFrame, plot: PlotSpec, metric: MetricSpec,
             legend(ax, hue, len(lines))
         files = save(fig, folder / stem)
     return Plot(title, stem, files, fits)
+
+
+def trade_off_curve(ax: Axes, runs: pd.DataFrame, x_column: str, y_column: str, points: str,
+                    color: Color, label: str | None) -> None:
+    """One point per value of the swept key `points` (the mean over seeds of x and y), joined
+    in the order of that key and labeled with its value: e.g. FID against precision as the
+    guidance scale grows."""
+    column = f"params.{points}"
+    means = (runs.astype({x_column: float, y_column: float})
+             .groupby(column)[[x_column, y_column]].mean().reset_index())
+    means = means.iloc[np.argsort(pd.to_numeric(means[column], errors="coerce").to_numpy())]
+    ax.plot(means[x_column], means[y_column], marker="o", markersize=4, color=color,
+            label=label)
+    name = POINT_NAMES.get(points.rpartition(".")[2], short_names([points])[points])
+    for value, x, y in means[[column, x_column, y_column]].itertuples(index=False):
+        number = pd.to_numeric(value, errors="coerce")
+        shown = f"{number:g}" if pd.notna(number) else format_value(value)
+        ax.annotate(f"{name}={shown}", (x, y), textcoords="offset points",
+                    xytext=(4, 4), fontsize="small")
+    ax.margins(0.12)  # room for the labels
 
 
 def axis_plots(runs: pd.DataFrame, settings: ReportSettings, folder: Path) -> list[Plot]:

@@ -18,6 +18,7 @@ KNOWN_METRICS: dict[str, tuple[str, str, str]] = {
     "fid": ("FID", "", "lower"),
     "rfid": ("rFID", "", "lower"),
     "kid": ("KID", "", "lower"),
+    "kid_per_class": ("per-class KID", "", "lower"),
     "is": ("IS", "", "higher"),
     "lpips": ("LPIPS", "", "lower"),
     "ssim": ("SSIM", "", "higher"),
@@ -57,6 +58,7 @@ class PlotSpec:
     logy: bool = False
     fit: bool = False  # least-squares power law on log-log axes, slope in the legend
     lines: tuple[str, ...] | None = None  # the axes that make one line each; None: all but x
+    points: str | None = None  # a swept key: one labeled point per value, joined in its order
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,12 @@ def metric_spec(name: str, better: str | None = None, item: Any = None) -> Metri
 
 def _plot_spec(item: Any) -> PlotSpec:
     fit = bool(_field(item, "fit"))  # a power-law fit is a line on log-log axes
-    lines = _field(item, "lines")
+    lines, points = _field(item, "lines"), _field(item, "points")
+    if points is not None and lines is None:
+        lines = ()  # the points are one curve
     return PlotSpec(_field(item, "x"), tuple(_field(item, "metrics", ())),
                     fit or bool(_field(item, "logx")), fit or bool(_field(item, "logy")), fit,
-                    tuple(lines) if lines is not None else None)
+                    tuple(lines) if lines is not None else None, points)
 
 
 def from_experiment(report: Any, raw: dict[str, Any], source: Path | None = None
@@ -146,8 +150,11 @@ def resolve(settings: ReportSettings, runs: pd.DataFrame) -> ReportSettings:
     rows = settings.rows or _swept_keys(runs)
     logged = {column.removeprefix("metrics.") for column in runs.columns
               if column.startswith("metrics.")}
-    plot_axes = tuple(plot.x for plot in settings.plots or () if plot.x not in logged)
-    plot_lines = tuple(key for plot in settings.plots or () for key in plot.lines or ())
+    # A plot against a metric no run logged (IS without the logits weights) is left out.
+    plot_axes = tuple(plot.x for plot in settings.plots or ()
+                      if plot.x not in logged and metric_info(plot.x)[2] is None)
+    plot_lines = tuple(key for plot in settings.plots or ()
+                       for key in (*(plot.lines or ()), *filter(None, [plot.points])))
     for block, keys in (("rows", rows), ("columns", settings.columns), ("plots", plot_axes),
                         ("plots.lines", plot_lines)):
         missing = [key for key in keys if key not in params]

@@ -35,10 +35,10 @@ from harness.errors import ConfigError
 from harness.keys import config_hash, stage1_key, weights_sha256
 from harness.metrics.evaluate import evaluate
 from harness.metrics.result import MlflowFields, mlflow_fields
-from harness.metrics.sets import ReferenceKey
+from harness.metrics.sets import ReferenceKey, SetLabels
 from harness.models import build_stage2
 from harness.runtime import Runtime
-from harness.stages.generate import generate, sampler_for
+from harness.stages.generate import balanced_labels, generate, guidance_scale, sampler_for
 from harness.stages.stage1 import load_stage1, reconstruct
 from harness.stages.stage2 import Stage2Model, encode_images, latent_scale
 
@@ -74,6 +74,12 @@ def reference_set(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, Re
     return images[:count], ReferenceKey(dataset.content_hash, split, count)
 
 
+def reference_labels(config: TrialConfig, dataset: Dataset) -> np.ndarray | None:
+    """The class labels of `reference_set`'s images; None for unlabeled data."""
+    labels = dataset.eval_labels if config.eval.reference == "eval" else dataset.train_labels
+    return None if labels is None else np.asarray(labels[:config.eval.num_images])
+
+
 def real_comparison_set(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarray, str]:
     """`sample.num_samples` real images from the split the reference set is not drawn from:
     as many images as the trials generate, none of them in the reference set."""
@@ -88,11 +94,28 @@ def real_comparison_set(config: TrialConfig, dataset: Dataset) -> tuple[np.ndarr
 
 
 def _protocol(config: TrialConfig, dataset: Dataset) -> dict[str, Any]:
-    """What every row's value depends on."""
-    return {"dataset": dataset.content_hash, "reference": config.eval.reference,
-            "num_reference": config.eval.num_images, "num_images": config.sample.num_samples,
-            "metrics": config.eval.metrics, "bootstrap": config.eval.bootstrap,
-            "inception": weights_sha256("inception-pool3"), "format": 1}
+    """What every row's value depends on (with a conditional model: the labels too)."""
+    protocol = {"dataset": dataset.content_hash, "reference": config.eval.reference,
+                "num_reference": config.eval.num_images,
+                "num_images": config.sample.num_samples, "metrics": config.eval.metrics,
+                "bootstrap": config.eval.bootstrap,
+                "inception": weights_sha256("inception-pool3"), "format": 1}
+    if config.stage2.conditional:
+        protocol["labels"] = dataset.labels_hash
+    return protocol
+
+
+def _row_labels(config: TrialConfig, dataset: Dataset, real_split: str, count: int
+                ) -> tuple[SetLabels, SetLabels] | None:
+    """For a conditional model's trials: the labels of the real-data and reconstruction rows
+    (those of the real images) and of the untrained row (class-balanced, as trials sample)."""
+    real_labels = reference_labels(config, dataset)
+    compared = dataset.train_labels if real_split == "train" else dataset.eval_labels
+    if not config.stage2.conditional or real_labels is None or compared is None:
+        return None
+    classes = tuple(dataset.classes)
+    return (SetLabels(real_labels, np.asarray(compared[:count]), classes),
+            SetLabels(real_labels, balanced_labels(count, len(classes)), classes))
 
 
 def _cached(cache: ArtifactCache, key_fields: dict[str, Any],
@@ -111,15 +134,17 @@ def _cached(cache: ArtifactCache, key_fields: dict[str, Any],
 
 
 def untrained_model(config: TrialConfig, stage1: torch.nn.Module, train: np.ndarray,
-                    runtime: Runtime = Runtime()) -> Stage2Model:
+                    runtime: Runtime = Runtime(), classes: tuple[str, ...] = ()
+                    ) -> Stage2Model:
     """The trial's denoiser at step 0 (initialised from its seed), with the latent scale
-    training would use."""
+    training would use; a conditional one for `classes`."""
     latents = encode_images(stage1, train, runtime=runtime)
     torch.manual_seed(config.seed)
-    denoiser = build_stage2(config.stage2, latents.shape[1], latents.shape[-1]).eval()
+    denoiser = build_stage2(config.stage2, latents.shape[1], latents.shape[-1],
+                            len(classes)).eval()
     denoiser = denoiser.to(runtime.device)
     return Stage2Model(denoiser, config.stage2, latent_scale(latents),
-                       tuple(latents.shape[1:]))
+                       tuple(latents.shape[1:]), classes=classes)
 
 
 def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
@@ -134,10 +159,14 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
     count = len(real)
     stage1_model_key = stage1_key(config.stage1, dataset.content_hash, runtime.numerics())
 
-    def scored(images: Callable[[], np.ndarray]) -> Callable[[], MlflowFields]:
+    labels = _row_labels(config, dataset, real_split, count)
+    real_labels, sampled_labels = labels if labels is not None else (None, None)
+
+    def scored(images: Callable[[], np.ndarray], labels: SetLabels | None = None
+               ) -> Callable[[], MlflowFields]:
         return lambda: mlflow_fields(evaluate(reference, images(), config.eval.metrics, cache,
                                               reference_key, bootstrap=config.eval.bootstrap,
-                                              device=runtime.device))
+                                              device=runtime.device, labels=labels))
 
     @functools.cache  # loaded once, for whichever rows are not in the cache yet
     def stage1() -> torch.nn.Module:
@@ -145,9 +174,11 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
 
     def untrained_samples() -> np.ndarray:
         autoencoder = stage1()
-        model = untrained_model(config, autoencoder, dataset.train, runtime)
+        classes = tuple(dataset.classes) if config.stage2.conditional else ()
+        model = untrained_model(config, autoencoder, dataset.train, runtime, classes)
         return generate(autoencoder, model, sampler_for(config.sample, model), count,
-                        config.sample.batch_size, config.seed, runtime)
+                        config.sample.batch_size, config.seed, runtime,
+                        guidance=guidance_scale(config.sample))
 
     against = f"{config.eval.num_images} {config.eval.reference}-split images"
     rows = [ReferenceRow(
@@ -155,7 +186,7 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
         f"the real-data row's {count} images through the stage-1 autoencoder, against "
         f"{against}: the best a latent model on it can reach",
         _cached(cache, protocol | {"row": "stage1_recon", "stage1": stage1_model_key},
-                scored(lambda: reconstruct(stage1(), real, BATCH, runtime)))),
+                scored(lambda: reconstruct(stage1(), real, BATCH, runtime), real_labels))),
         ReferenceRow(
         "untrained", ROW_LABELS["untrained"],
         f"{count} samples of the trials' stage-2 model at step 0 (seed {config.seed}), "
@@ -163,11 +194,12 @@ def reference_rows(config: TrialConfig, dataset: Dataset, cache: ArtifactCache,
         _cached(cache, protocol | {"row": "untrained", "stage1": stage1_model_key,
                                    "stage2": config.stage2.model_dump(mode="json"),
                                    "sample": config.sample.model_dump(mode="json"),
-                                   "seed": config.seed}, scored(untrained_samples)))]
+                                   "seed": config.seed},
+                scored(untrained_samples, sampled_labels)))]
     if with_real_data:
         rows.insert(0, ReferenceRow(
             "real_data", ROW_LABELS["real_data"],
             f"{count} real {real_split}-split images against {against}: the value a perfect "
             "generator gets at this N",
-            _cached(cache, protocol | {"row": "real_data"}, scored(lambda: real))))
+            _cached(cache, protocol | {"row": "real_data"}, scored(lambda: real, real_labels))))
     return rows

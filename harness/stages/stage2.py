@@ -6,6 +6,10 @@ harness.keys.stage2_key (its config less how training is watched, the stage-1 mo
 seed), so sampling-only sweeps (DDIM steps, eta) train it once. With `stage2.eval_every`
 the EMA model is evaluated during training by a callback the trial passes in.
 
+A conditional model (`stage2.conditioning`) trains on the images' class labels, each replaced
+by the null label with probability p_uncond (label dropout, drawn from its own generator so
+that the batches and noise are those of the unconditional model); its key holds the labels.
+
 On disk an entry holds the EMA weights, `summary.json` and a model card
 (`stage2_model.json`: the Stage2Config, the latent shape and scale, the stage-1 entry),
 from which `load_entry` rebuilds the models without the trial (`harness tokenize`).
@@ -14,6 +18,8 @@ from which `load_entry` rebuilds the models without the trial (`harness tokenize
 from __future__ import annotations
 
 import copy
+import functools
+import hashlib
 import json
 import logging
 import time
@@ -29,12 +35,14 @@ from torch import nn
 
 from harness.cache import ArtifactCache
 from harness.config import Stage1Config, Stage2Config, TrialConfig
+from harness.data import Dataset
 from harness.data.tensors import to_model_range
 from harness.diffusion.objectives import make_objective
 from harness.diffusion.processes import process_of
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.keys import stage2_key
 from harness.models import build_stage1, build_stage2
+from harness.models.conditioning import NULL_LABEL
 from harness.progress import Progress
 from harness.runtime import Runtime, peak_memory_mb, reset_peak_memory
 from harness.stages.checkpoints import Checkpoints, restore_rng_states, rng_states
@@ -56,6 +64,45 @@ class Stage2Model:
     summary: dict[str, float] = field(default_factory=dict)
     built: bool = False
     path: Path | None = None  # the cache entry
+    classes: tuple[str, ...] = ()  # a conditional model's class names; () if unconditional
+
+
+@dataclass(frozen=True)
+class TrainLabels:
+    """The class labels a conditional model trains on, aligned with the training images."""
+
+    labels: np.ndarray  # (N,) integers in [0, len(classes))
+    classes: tuple[str, ...]
+    digest: str | None = None  # Dataset.labels_hash: part of the model's cache key
+
+    @classmethod
+    def of(cls, config: Stage2Config, dataset: Dataset) -> TrainLabels | None:
+        """The dataset's train labels for a conditional model, None for an unconditional one;
+        a ConfigError when the model is conditional and the data has no labels."""
+        if not config.conditional:
+            return None
+        if dataset.train_labels is None or not dataset.classes:
+            raise ConfigError(None, "stage2.conditioning",
+                              f"{config.conditioning} conditioning needs class labels, but "
+                              f"dataset {dataset.name} ({dataset.manifest_path}, source "
+                              f"{dataset.source}) has none")
+        return cls(np.asarray(dataset.train_labels), tuple(dataset.classes),
+                   dataset.labels_hash)
+
+
+def label_generator(seed: int) -> torch.Generator:
+    """The generator of label dropout: its own stream, so that a conditional model draws the
+    batches and noise of the unconditional one."""
+    digest = hashlib.sha256(f"label-dropout:{seed}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+
+def drop_labels(labels: torch.Tensor, p_uncond: float, generator: torch.Generator
+                ) -> torch.Tensor:
+    """Each label replaced by NULL_LABEL with probability p_uncond (classifier-free guidance's
+    joint training of the conditional and unconditional model)."""
+    dropped = torch.rand(len(labels), generator=generator) < p_uncond
+    return torch.where(dropped, NULL_LABEL, labels)
 
 
 EvalHook = Callable[[int, Stage2Model], None]  # (step, the EMA model so far)
@@ -100,18 +147,23 @@ class Stage2Result:
 def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
                  runtime: Runtime = Runtime(), log_metrics: LogFn | None = None,
                  every: Callable[[int, nn.Module], None] | None = None,
-                 checkpoints: Checkpoints = Checkpoints(), progress: Progress | None = None
-                 ) -> Stage2Result:
+                 checkpoints: Checkpoints = Checkpoints(), progress: Progress | None = None,
+                 labels: TrainLabels | None = None) -> Stage2Result:
     """Minimise the process's loss on `latents` (already scaled) on the runtime's device;
     returns the EMA model. Batches and noise are drawn from one CPU generator seeded by
     `seed`, so they are the same on every device. Losses reach the host every
     `config.log_every` steps; `every(step, ema)` runs every `config.eval_every` steps; with
     `checkpoints` the run saves its state every `checkpoint_every` steps and resumes from the
-    latest one."""
+    latest one. A conditional model takes the latents' `labels`, dropped with p_uncond."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
+    dropout = label_generator(seed)
     device = runtime.device
-    model = build_stage2(config, latents.shape[1], latents.shape[-1]).to(device)
+    num_classes = len(labels.classes) if labels is not None else 0
+    if config.conditional and labels is None:
+        raise ValueError(f"stage2.conditioning {config.conditioning} needs the latents' labels")
+    targets = torch.as_tensor(labels.labels, dtype=torch.long) if labels is not None else None
+    model = build_stage2(config, latents.shape[1], latents.shape[-1], num_classes).to(device)
     ema = copy.deepcopy(model).requires_grad_(False).eval()
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
                                   weight_decay=config.weight_decay)
@@ -129,6 +181,8 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         restore_rng_states(state["rng"], generator=generator)
+        if "label_dropout" in state["rng"]:
+            dropout.set_state(state["rng"]["label_dropout"])
     reset_peak_memory(device)
     if progress is not None:
         progress.start("stage2", config.train_steps, config.batch_size, step)
@@ -138,8 +192,12 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
         model.train()
         indices = torch.randint(0, len(latents), (config.batch_size,), generator=generator)
         batch = latents[indices.to(device)]
+        denoiser = forward
+        if targets is not None:
+            batch_labels = drop_labels(targets[indices], config.label_dropout, dropout)
+            denoiser = functools.partial(forward, labels=batch_labels.to(device))
         with runtime.autocast():
-            loss = objective(forward, batch, generator)
+            loss = objective(denoiser, batch, generator)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
@@ -161,7 +219,8 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
                               "window": window, "model": model.state_dict(),
                               "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                               "scaler": scaler.state_dict(),
-                              "rng": rng_states(generator=generator)})
+                              "rng": rng_states(generator=generator)
+                              | {"label_dropout": dropout.get_state()}})
         if progress is not None:
             progress.advance(step)
     if progress is not None:
@@ -173,16 +232,19 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
 def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
                 train_images: np.ndarray, cache: ArtifactCache, log_metrics: LogFn | None = None,
                 periodic_eval: EvalHook | None = None, runtime: Runtime = Runtime(),
-                progress: Progress | None = None) -> Stage2Model:
+                progress: Progress | None = None, labels: TrainLabels | None = None
+                ) -> Stage2Model:
     """The trained denoiser from the cache, on the runtime's device, trained on E(train
     images) first if missing (continuing from its latest checkpoint if an earlier run was
-    killed).
+    killed); a conditional model on the images' `labels` (TrainLabels.of).
 
     Only a build encodes the whole training set; a cache hit reads the latent scale from
     the entry and takes the latent shape from one image.
     """
     shape = tuple(encode_images(stage1, train_images[:1], runtime=runtime).shape[1:])
-    key = stage2_key(config, stage1_model_key, runtime.numerics())
+    key = stage2_key(config, stage1_model_key, runtime.numerics(),
+                     labels.digest if labels is not None else None)
+    classes = labels.classes if labels is not None else ()
     checkpoints = Checkpoints.for_entry(cache, "stage2", key, config.stage2.checkpoint_every)
 
     def build(folder: Path) -> None:
@@ -193,10 +255,11 @@ def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
 
         def every(step: int, ema: nn.Module) -> None:
             if periodic_eval is not None:
-                periodic_eval(step, Stage2Model(ema, config.stage2, scale, shape, built=True))
+                periodic_eval(step, Stage2Model(ema, config.stage2, scale, shape, built=True,
+                                                classes=classes))
 
         result = train_stage2(config.stage2, latents * scale, config.seed, runtime,
-                              log_metrics, every, checkpoints, progress)
+                              log_metrics, every, checkpoints, progress, labels)
         torch.save(result.ema.state_dict(), folder / WEIGHTS)
         summary = {"train_seconds": result.seconds, "train_images_per_second":
                    result.images_per_second, "final_train_loss": float(np.mean(
@@ -205,30 +268,36 @@ def load_stage2(config: TrialConfig, stage1: nn.Module, stage1_model_key: str,
         if result.peak_memory_mb is not None:
             summary["train_peak_memory_mb"] = result.peak_memory_mb
         (folder / "summary.json").write_text(json.dumps(summary, indent=2))
-        write_card(folder, config.stage2, shape, scale, cache.path("stage1", stage1_model_key))
+        write_card(folder, config.stage2, shape, scale, cache.path("stage1", stage1_model_key),
+                   classes)
 
     entry = cache.get_or_build("stage2", key, build)
     if entry.built:
         checkpoints.clear()
     summary = json.loads((entry.path / "summary.json").read_text())
-    denoiser = _load_denoiser(config.stage2, shape, entry.path / WEIGHTS).to(runtime.device)
-    return Stage2Model(denoiser, config.stage2, summary["latent_scale"], shape, summary,
-                       entry.built, entry.path)
+    denoiser = _load_denoiser(config.stage2, shape, entry.path / WEIGHTS, len(classes))
+    return Stage2Model(denoiser.to(runtime.device), config.stage2, summary["latent_scale"],
+                       shape, summary, entry.built, entry.path, classes)
 
 
-def _load_denoiser(config: Stage2Config, shape: tuple[int, ...], weights: Path) -> nn.Module:
-    denoiser = build_stage2(config, shape[0], shape[-1])
+def _load_denoiser(config: Stage2Config, shape: tuple[int, ...], weights: Path,
+                   num_classes: int = 0) -> nn.Module:
+    denoiser = build_stage2(config, shape[0], shape[-1], num_classes)
     denoiser.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
     return denoiser.eval()
 
 
 def write_card(folder: Path, config: Stage2Config, data_shape: tuple[int, ...],
-               scale: float = 1.0, stage1_entry: Path | None = None) -> Path:
+               scale: float = 1.0, stage1_entry: Path | None = None,
+               classes: tuple[str, ...] = ()) -> Path:
     """Describe the denoiser in `folder` so that `load_entry(folder)` can rebuild it; the
-    stage-1 entry is its final cache path (None: a pixel-space model)."""
+    stage-1 entry is its final cache path (None: a pixel-space model); a conditional model's
+    class names."""
     card = {"format": CARD_FORMAT, "stage2": config.model_dump(mode="json"),
             "data_shape": list(data_shape), "scale": scale, "weights": WEIGHTS,
             "stage1": str(stage1_entry) if stage1_entry is not None else None}
+    if classes:
+        card["classes"] = list(classes)
     path = folder / CARD
     path.write_text(json.dumps(card, indent=2))
     return path
@@ -252,8 +321,9 @@ def load_entry(folder: str | Path) -> tuple[nn.Module | None, Stage2Model]:
     card = _read_card(folder)
     config = Stage2Config.model_validate(card["stage2"])
     shape = tuple(card["data_shape"])
-    model = Stage2Model(_load_denoiser(config, shape, folder / card["weights"]), config,
-                        card["scale"], shape, path=folder)
+    classes = tuple(card.get("classes", ()))
+    model = Stage2Model(_load_denoiser(config, shape, folder / card["weights"], len(classes)),
+                        config, card["scale"], shape, path=folder, classes=classes)
     if card["stage1"] is None:
         return None, model
     stage1_dir = Path(card["stage1"])

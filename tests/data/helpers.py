@@ -31,12 +31,19 @@ def write_manifest(folder: Path, file: str = "m.yaml", **fields: object) -> Path
     return path
 
 
-def write_cifar_batch(path: Path, images: np.ndarray) -> None:
-    """Write a batch in the official layout: channel-major rows, bytes keys, protocol 2."""
+def cifar_labels(count: int, offset: int = 0) -> list[int]:
+    """The labels write_cifar_batch gives `count` images: (offset + i * 7) mod 10."""
+    return [(offset + i * 7) % 10 for i in range(count)]
+
+
+def write_cifar_batch(path: Path, images: np.ndarray, labels: object = None, offset: int = 0
+                      ) -> None:
+    """Write a batch in the official layout: channel-major rows, bytes keys, protocol 2;
+    `labels` default to `cifar_labels(len(images), offset)`."""
     rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)
     batch = {
         b"batch_label": b"synthetic batch",
-        b"labels": list(range(len(images))),
+        b"labels": cifar_labels(len(images), offset) if labels is None else labels,
         b"data": np.ascontiguousarray(rows, dtype=np.uint8),
         b"filenames": [b"img_%d.png" % i for i in range(len(images))],
     }
@@ -49,9 +56,9 @@ def write_cifar_folder(folder: Path, per_batch: int, seed: int = 0) -> list[np.n
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     batches = []
-    for name in (*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE):
+    for index, name in enumerate((*CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE)):
         images = rng.integers(0, 256, (per_batch, 32, 32, 3), dtype=np.uint8)
-        write_cifar_batch(folder / name, images)
+        write_cifar_batch(folder / name, images, offset=index)
         batches.append(images)
     return batches
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from harness.data.dataset import content_hash, load_dataset, show
+from harness.data.dataset import content_hash, describe, load_dataset, show
 from tests.data.helpers import MANIFESTS, write_manifest
 from tests.helpers import REPO
 
@@ -18,7 +18,13 @@ def test_shipped_default_dataset() -> None:
     dataset = load_dataset(MANIFESTS / "skimage_patches.yaml")
     assert dataset.train.shape == (2048, 64, 64, 3)
     assert dataset.eval.shape == (512, 64, 64, 3)
-    assert len(dataset.content_hash) == 64
+    # Pinned: labels (issue 18) must not move the pixels' hash, which many cache keys hold.
+    assert dataset.content_hash == (
+        "17aa5d71cf53b8b0d54df9466f4149f2ab794da6648c604b118af4225297354d"
+    )
+    assert dataset.classes == ("astronaut", "coffee", "rocket", "immunohistochemistry",
+                               "hubble_deep_field")
+    assert dataset.train_labels is not None and dataset.train_labels.shape == (2048,)
     assert load_dataset(MANIFESTS / "skimage_patches.yaml") is dataset  # cached
     assert not dataset.train.flags.writeable
 
@@ -30,6 +36,16 @@ def test_content_hash_is_stable(tmp_path: Path) -> None:
     assert dataset.content_hash == (
         "deb422aa66c8ec56b308a4cce2b6cb1ac925e06e66b3727f9e61d97e9341a060"
     )
+
+
+def test_describe_a_labeled_dataset() -> None:
+    text = describe(load_dataset(MANIFESTS / "skimage_patches.yaml"))
+    assert ("classes   5: astronaut, coffee, rocket, immunohistochemistry, hubble_deep_field"
+            in text.splitlines())
+    counts = next(line for line in text.splitlines() if line.startswith("counts    train "))
+    train, eval_ = counts.removeprefix("counts    train ").split(" / eval ")
+    assert sum(map(int, train.split())) == 2048 and sum(map(int, eval_.split())) == 512
+    assert len(train.split()) == len(eval_.split()) == 5
 
 
 def test_edited_manifest_is_loaded_again(tmp_path: Path) -> None:
@@ -45,6 +61,7 @@ def test_describe_and_show(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     text = show(manifest)
     assert "tiny_shapes" in text and "synthetic_shapes" in text
     assert "train 8, eval 4" in text and "16x16x3 uint8" in text
+    assert "classes   none (unlabeled source)" in text
     store = load_dataset(manifest).store
     assert store is not None and f"store     {store} (" in text
     preview = tmp_path / "shapes_preview.png"

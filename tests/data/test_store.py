@@ -17,13 +17,16 @@ from harness.data import dataset as dataset_module
 from harness.data import store as store_module
 from harness.data.dataset import content_hash, load_dataset
 from harness.data.images import as_uint8, center_crop_resize
-from harness.data.manifest import load_manifest
+from harness.data.manifest import Chunk, load_manifest, source_options
 from harness.data.sources import image_folder as image_folder_module
 from harness.data.sources.image_folder import _read_image
+from harness.data.sources.skimage_patches import crop_boxes
 from harness.data.store import (
     FACTS_FILE,
     STORE_KIND,
+    labels_hash,
     open_store,
+    read_source,
     read_splits,
     store_key,
     write_splits,
@@ -31,6 +34,7 @@ from harness.data.store import (
 from harness.data.tensors import to_model_range
 from harness.errors import DataError
 from tests.data.helpers import (
+    cifar_labels,
     open_store_in_a_process,
     write_cifar_folder,
     write_manifest,
@@ -40,63 +44,103 @@ from tests.data.helpers import (
 RES = 16
 
 
-def _folder_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
-    """A nested folder of 30 noise PNGs read 7 at a time; the manifest and the images."""
+# Each of these returns a manifest, its images (train, then eval) as the source computed them
+# in memory before the store existed, and their labels (train, then eval) or None.
+SourceCase = tuple[Path, np.ndarray, np.ndarray | None]
+
+
+def _folder_dataset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SourceCase:
+    """A nested folder of 30 noise PNGs read 7 at a time, in classes part0..part2."""
     files = write_noise_folder(tmp_path / "imgs", 30)
     monkeypatch.setattr(image_folder_module, "chunk_length", lambda side: 7)
     manifest = write_manifest(tmp_path, source="image_folder", path="imgs", resolution=RES,
                               splits={"train": 20, "eval": 10})
     mpath = manifest.resolve()
     expected = np.stack([_read_image(f, RES, load_manifest(mpath), mpath) for f in files])
-    return manifest, expected
+    labels = np.array([int(f.relative_to(tmp_path / "imgs").parts[0][-1]) for f in files])
+    return manifest, expected, labels
 
 
-def _npz_dataset(tmp_path: Path, compressed: bool) -> tuple[Path, np.ndarray]:
-    """Uint8 train and float eval arrays, more than one resize chunk of each."""
+def _npz_dataset(tmp_path: Path, compressed: bool) -> SourceCase:
+    """Uint8 train and float eval arrays and their labels, more than one resize chunk of each."""
     rng = np.random.default_rng(2)
     train = rng.integers(0, 256, (1100, 20, 24, 3), dtype=np.uint8)
     eval_ = rng.random((1030, 20, 24, 3))
-    (np.savez_compressed if compressed else np.savez)(tmp_path / "d.npz", train=train, eval=eval_)
+    labels = {"train_labels": rng.integers(0, 7, 1100), "eval_labels": rng.integers(0, 7, 1030)}
+    (np.savez_compressed if compressed else np.savez)(tmp_path / "d.npz", train=train, eval=eval_,
+                                                      **labels)
     manifest = write_manifest(tmp_path, source="npz", path="d.npz", resolution=RES,
                               splits={"train": 1050, "eval": 1030})
     expected = np.concatenate([center_crop_resize(train[:1050], RES),
                                center_crop_resize(as_uint8(eval_), RES)])
-    return manifest, expected
+    return manifest, expected, np.concatenate([labels["train_labels"][:1050],
+                                               labels["eval_labels"]])
 
 
-def _cifar_dataset(tmp_path: Path) -> tuple[Path, np.ndarray]:
+def _cifar_dataset(tmp_path: Path) -> SourceCase:
     """Five train batches of 300 images: the resize chunks straddle the batch files."""
     batches = write_cifar_folder(tmp_path / "cifar", 300)
     manifest = write_manifest(tmp_path, source="cifar10_python", path="cifar", resolution=RES,
                               splits={"train": 1400, "eval": 200})
     expected = np.concatenate([center_crop_resize(np.concatenate(batches[:5])[:1400], RES),
                                center_crop_resize(batches[5][:200], RES)])
-    return manifest, expected
+    train_labels = [label for batch in range(5) for label in cifar_labels(300, batch)][:1400]
+    return manifest, expected, np.array(train_labels + cifar_labels(200, 5))
 
 
-def _skimage_dataset(tmp_path: Path) -> tuple[Path, np.ndarray]:
+def _skimage_dataset(tmp_path: Path) -> SourceCase:
     manifest = write_manifest(tmp_path, source="skimage_patches", resolution=RES,
                               splits={"train": 40, "eval": 12})
     train, eval_ = read_splits(load_manifest(manifest), manifest.resolve())
-    return manifest, np.concatenate([train, eval_])
+    options = source_options(load_manifest(manifest), manifest)
+    photos = [options.images.index(c.photo) for c in crop_boxes(options, 0, 40, 12)]
+    return manifest, np.concatenate([train, eval_]), np.array(photos)
+
+
+def _shapes_dataset(tmp_path: Path) -> SourceCase:
+    manifest = write_manifest(tmp_path, seed=4)
+    train, eval_ = read_splits(load_manifest(manifest), manifest.resolve())
+    return manifest, np.concatenate([train, eval_]), None
 
 
 @pytest.fixture(params=["image_folder", "npz_stored", "npz_compressed", "cifar10_python",
-                        "skimage_patches"])
+                        "skimage_patches", "synthetic_shapes"])
 def source_dataset(request: pytest.FixtureRequest, tmp_path: Path,
-                   monkeypatch: pytest.MonkeyPatch) -> tuple[Path, np.ndarray]:
-    """A small manifest of each kind of source and its images (train, then eval) as the source
-    computed them in memory before the store existed."""
+                   monkeypatch: pytest.MonkeyPatch) -> SourceCase:
+    """A small manifest of each kind of source, its images and its labels (see SourceCase)."""
     name = request.param
     if name == "image_folder":
         return _folder_dataset(tmp_path, monkeypatch)
     if name.startswith("npz"):
         return _npz_dataset(tmp_path, compressed=name == "npz_compressed")
+    if name == "synthetic_shapes":
+        return _shapes_dataset(tmp_path)
     return _cifar_dataset(tmp_path) if name == "cifar10_python" else _skimage_dataset(tmp_path)
 
 
-def test_the_store_maps_the_source_pixels(source_dataset: tuple[Path, np.ndarray]) -> None:
-    manifest, expected = source_dataset
+def test_the_store_maps_the_source_labels(source_dataset: SourceCase) -> None:
+    manifest, _, labels = source_dataset
+    dataset = load_dataset(manifest)
+    n_train = len(dataset.train)
+    if labels is None:
+        assert dataset.train_labels is None and dataset.eval_labels is None
+        assert dataset.classes == () and dataset.labels_hash is None
+        assert read_source(load_manifest(manifest), manifest.resolve())[1] is None
+        return
+    assert dataset.train_labels is not None and dataset.eval_labels is not None
+    assert len(dataset.train_labels) == n_train and len(dataset.eval_labels) == len(dataset.eval)
+    np.testing.assert_array_equal(dataset.train_labels, labels[:n_train])
+    np.testing.assert_array_equal(dataset.eval_labels, labels[n_train:])
+    assert dataset.num_classes > int(labels.max())
+    assert dataset.labels_hash == labels_hash(dataset.classes, labels[:n_train],
+                                              labels[n_train:])
+    in_memory = read_source(load_manifest(manifest), manifest.resolve())[1]
+    assert in_memory is not None
+    np.testing.assert_array_equal(np.concatenate(in_memory), labels)
+
+
+def test_the_store_maps_the_source_pixels(source_dataset: SourceCase) -> None:
+    manifest, expected, _ = source_dataset
     dataset = load_dataset(manifest)
     n_train = len(dataset.train)
     assert isinstance(dataset.train, np.memmap) and isinstance(dataset.eval, np.memmap)
@@ -111,7 +155,7 @@ def test_the_store_maps_the_source_pixels(source_dataset: tuple[Path, np.ndarray
 
 def test_training_batches_drawn_from_the_map_equal_in_memory_ones(tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest, expected = _folder_dataset(tmp_path, monkeypatch)
+    manifest, expected, _ = _folder_dataset(tmp_path, monkeypatch)
     train = load_dataset(manifest).train
     memory = expected[:len(train)].copy()
     rng = np.random.default_rng(0)
@@ -158,7 +202,7 @@ def test_a_second_load_builds_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
 
 def test_an_edited_nested_image_rebuilds(tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    manifest, _ = _folder_dataset(tmp_path, monkeypatch)
+    manifest, _, _ = _folder_dataset(tmp_path, monkeypatch)
     first = load_dataset(manifest)
     (tmp_path / "imgs" / "notes.txt").write_text("not an image")
     assert load_dataset(manifest) is first
@@ -205,9 +249,9 @@ def test_concurrent_processes_build_one_store(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- write_splits
 
 
-def _chunks(train: np.ndarray, eval_: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    return [("train", train[:3]), ("train", train[3:3]), ("train", train[3:]),
-            ("eval", eval_[:1]), ("eval", eval_[1:])]
+def _chunks(train: np.ndarray, eval_: np.ndarray) -> list[Chunk]:
+    return [("train", train[:3], None), ("train", train[3:3], None), ("train", train[3:], None),
+            ("eval", eval_[:1], None), ("eval", eval_[1:], None)]
 
 
 def test_write_splits_hashes_what_it_writes(tmp_path: Path) -> None:
@@ -215,27 +259,29 @@ def test_write_splits_hashes_what_it_writes(tmp_path: Path) -> None:
     train = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
     eval_ = rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)
     shapes = {"train": train.shape, "eval": eval_.shape}
-    digest = write_splits(_chunks(train, eval_), tmp_path, shapes, "m.yaml: source 'x'")
-    assert digest == content_hash(train, eval_)
+    written = write_splits(_chunks(train, eval_), tmp_path, shapes, "m.yaml: source 'x'")
+    assert written.content_hash == content_hash(train, eval_) and written.labels is None
     np.testing.assert_array_equal(np.load(tmp_path / "train.npy"), train)
     np.testing.assert_array_equal(np.load(tmp_path / "eval.npy"), eval_)
-    empty = write_splits([("train", train)], tmp_path, {"train": train.shape,
-                                                        "eval": (0, 4, 4, 3)}, "m")
-    assert empty == content_hash(train, np.empty((0, 4, 4, 3), np.uint8))
+    assert not list(tmp_path.glob("*_labels.npy"))
+    empty = write_splits([("train", train, None)], tmp_path, {"train": train.shape,
+                                                              "eval": (0, 4, 4, 3)}, "m")
+    assert empty.content_hash == content_hash(train, np.empty((0, 4, 4, 3), np.uint8))
+
+
+def _zeros(split: str, count: int, dtype: type = np.uint8, width: int = 4) -> Chunk:
+    return split, np.zeros((count, 4, width, 3), dtype), None
 
 
 @pytest.mark.parametrize(("chunks", "message"), [
-    ([("train", np.zeros((3, 4, 4, 3), np.uint8))], r"train as uint8 \(3, 4, 4, 3\), expected "
-                                                    r"uint8 \(4, 4, 4, 3\)"),
-    ([("train", np.zeros((5, 4, 4, 3), np.uint8))], r"train as uint8 \(5, 4, 4, 3\)"),
-    ([("train", np.zeros((4, 4, 4, 3), np.float32))], r"train as float32 \(4, 4, 4, 3\)"),
-    ([("train", np.zeros((4, 4, 5, 3), np.uint8))], r"train as uint8 \(4, 4, 5, 3\)"),
-    ([("train", np.zeros((4, 4, 4, 3), np.uint8)), ("eval", np.zeros((1, 4, 4, 3), np.uint8))],
+    ([_zeros("train", 3)], r"train as uint8 \(3, 4, 4, 3\), expected uint8 \(4, 4, 4, 3\)"),
+    ([_zeros("train", 5)], r"train as uint8 \(5, 4, 4, 3\)"),
+    ([_zeros("train", 4, np.float32)], r"train as float32 \(4, 4, 4, 3\)"),
+    ([_zeros("train", 4, width=5)], r"train as uint8 \(4, 4, 5, 3\)"),
+    ([_zeros("train", 4), _zeros("eval", 1)],
      r"eval as uint8 \(1, 4, 4, 3\), expected uint8 \(0, 4, 4, 3\)"),
-    ([("eval", np.zeros((0, 4, 4, 3), np.uint8)), ("train", np.zeros((4, 4, 4, 3), np.uint8))],
-     r"train as uint8 \(0, 4, 4, 3\)"),
-    ([("train", np.zeros((4, 4, 4, 3), np.uint8)), ("test", np.zeros((0, 4, 4, 3), np.uint8))],
-     r"yielded 'test' images after its eval images"),
+    ([_zeros("eval", 0), _zeros("train", 4)], r"train as uint8 \(0, 4, 4, 3\)"),
+    ([_zeros("train", 4), _zeros("test", 0)], r"yielded 'test' images after its eval images"),
 ])
 def test_write_splits_names_what_the_source_got_wrong(
         tmp_path: Path, chunks: list, message: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from mlflow.tracking import MlflowClient
 
 from harness.cache import ArtifactCache
@@ -121,3 +122,43 @@ def test_a_trial_runs_every_stage_on_the_device_it_is_given(tmp_path: Path) -> N
                   Runtime(torch.device("meta")))
     ours = [entry.name for entry in info.traceback if "/harness/" in str(entry.path)]
     assert ours[-3:] == ["sample_and_evaluate", "generate", "to_uint8"], ours
+
+
+TINY_PATCHES = {"name": "tiny_patches", "source": "skimage_patches", "resolution": 16,
+                "splits": {"train": 64, "eval": 48}, "seed": 0,
+                "options": {"images": ["astronaut", "coffee"], "grid": 3}}
+
+
+@pytest.mark.slow
+def test_guidance_scales_share_one_conditional_model_and_log_nfe_and_per_class_kid(
+        tmp_path: Path, weights: WeightsStore) -> None:
+    (tmp_path / "tiny_patches.yaml").write_text(yaml.safe_dump(TINY_PATCHES))
+    path = write_experiment(
+        tmp_path, dataset="tiny_patches.yaml", seeds=[0],
+        stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "add", "conditioning": "class",
+                                            "scale_shift": True, "train_steps": 4},
+        sample=TINY_EXPERIMENT["sample"] | {"num_samples": 16,
+                                            "guidance_scale": {"sweep": [1.0, 2.0]}},
+        eval={"metrics": ["kid", "kid_per_class"], "num_images": 48})
+    uri, results = run_in_process(path, tmp_path)
+    assert [result["status"] for result in results] == ["FINISHED", "FINISHED"], results
+    plain, guided = (MlflowClient(uri).get_run(result["run_id"]).data for result in results)
+    assert guided.metrics["stage2/cache_hit"] == 1  # the scale is a sampling setting
+    assert (plain.metrics["sample/nfe"], guided.metrics["sample/nfe"]) == (3, 6)
+    assert (plain.metrics["sample/guidance_scale"], guided.metrics["sample/guidance_scale"]
+            ) == (1, 2)
+    for run in (plain, guided):
+        classes = [run.metrics[f"kid_per_class/{name}"] for name in ("astronaut", "coffee")]
+        assert run.metrics["kid_per_class"] == pytest.approx(sum(classes) / 2)
+        assert run.tags["kid_per_class/astronaut.num_images"] == "8"
+
+
+def test_a_conditional_model_on_unlabeled_data_fails_its_trial_saying_why(
+        tmp_path: Path) -> None:
+    path = write_experiment(tmp_path, seeds=[0],
+                            stage2=TINY_EXPERIMENT["stage2"] | {"fusion": "add",
+                                                                "conditioning": "class"})
+    _, results = run_in_process(path, tmp_path)
+    assert {result["status"] for result in results} == {"FAILED"}
+    assert "stage2.conditioning" in results[0]["error"]
+    assert "has none" in results[0]["error"]

@@ -145,3 +145,37 @@ def test_reference_features_are_cached_per_device_type(tmp_path: Path) -> None:
     again = reference_features(real, ConstantExtractor("cpu", 2.0), cache, None)
     gpu = reference_features(real, ConstantExtractor("cuda", 3.0), cache, None)
     assert first[0, 0] == again[0, 0] == 1.0 and gpu[0, 0] == 3.0
+
+
+def test_per_class_kid_sees_samples_of_the_wrong_class_that_kid_does_not(
+        weights: WeightsStore, features: dict[float, Features]) -> None:
+    """Two classes, clean and heavily noised images: samples with the right labels score
+    per-class KID near 0, the same samples with the labels swapped score high, and KID over
+    the whole set cannot tell the two apart (it is the same set)."""
+    from harness.metrics.sets import SetLabels, score_by_class
+
+    both = np.concatenate([features[0.0].pool3, features[64.0].pool3])
+    labels = np.repeat([0, 1], len(features[0.0].pool3))
+    spec, extractor = get_set_metric("kid_per_class"), get_extractor(weights)
+    right = score_by_class(spec, both, both, SetLabels(labels, labels, ("clean", "noisy")),
+                           extractor)
+    swapped = score_by_class(spec, both, both, SetLabels(labels, 1 - labels,
+                                                         ("clean", "noisy")), extractor)
+    assert [r.name for r in right] == ["kid_per_class", "kid_per_class/clean",
+                                       "kid_per_class/noisy"]
+    assert abs(right[0].value) < 0.05 and swapped[0].value > right[0].value + 0.08
+    assert right[0].value == np.mean([r.value for r in right[1:]])
+    assert right[1].num_images == right[1].num_reference == len(features[0.0].pool3)
+
+
+def test_per_class_kid_without_labels_or_with_too_few_per_class_says_why(
+        weights: WeightsStore, real: np.ndarray) -> None:
+    from harness.metrics.sets import SetLabels
+
+    unlabeled = evaluate_sets(real, real, ["kid_per_class"], weights=weights, bootstrap=0)
+    assert unlabeled[0].value is None and "conditional model" in unlabeled[0].unavailable_reason
+    few = np.zeros(len(real), int)
+    few[:2] = 1
+    sparse = evaluate_sets(real, real, ["kid_per_class"], weights=weights, bootstrap=0,
+                           labels=SetLabels(few, few, ("many", "few")))
+    assert sparse[0].value is None and "class few has 2" in sparse[0].unavailable_reason

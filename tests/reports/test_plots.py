@@ -57,3 +57,35 @@ def test_a_metric_on_the_x_axis_with_one_line_per_sampler(tmp_path: Path) -> Non
     assert plot.stem == "fid_vs_sample-nfe" and plot.title == (
         "FID vs function evaluations (NFE)")
     assert all(path.stat().st_size > 1000 for path in plot.files)
+
+
+def test_a_trade_off_curve_joins_one_labeled_point_per_guidance_scale(tmp_path: Path) -> None:
+    """FID against precision as s grows: the points are joined in the order of s (not of
+    precision) and each is labeled with its s."""
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from harness.reports.plots import trade_off_curve
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    points = {1.0: (0.30, 90.0), 2.0: (0.50, 80.0), 5.0: (0.40, 120.0), 10.0: (0.45, 150.0)}
+    add_sweep(uri, "cfg", "s1", 1000, [
+        {"params": {"sample.guidance_scale": scale, "seed": 0},
+         "metrics": {"fid": fid, "sample/precision": precision}}
+        for scale, (precision, fid) in points.items()])
+    report = ReportConfig(rows=["sample.guidance_scale"],
+                          metrics=[ReportMetric(name="fid", better="lower")],
+                          plots=[ReportPlot(x="sample/precision",
+                                            points="sample.guidance_scale")])
+    written = write_report(load_sweep(uri, "cfg"), from_experiment(report, {}),
+                           tmp_path / "report")
+    (plot,) = written.plots
+    assert plot.stem == "fid_vs_sample-precision" and plot.files[0].stat().st_size > 1000
+    runs = pd.DataFrame({"params.sample.guidance_scale": ["5.0", "1.0", "10.0", "2.0"],
+                         "metrics.x": [0.40, 0.30, 0.45, 0.50],
+                         "metrics.y": [120.0, 90.0, 150.0, 80.0]})
+    ax = Figure().add_subplot()
+    trade_off_curve(ax, runs, "metrics.x", "metrics.y", "sample.guidance_scale", "k", None)
+    assert list(ax.lines[0].get_xdata()) == [0.30, 0.50, 0.40, 0.45]
+    assert [text.get_text() for text in ax.texts] == [
+        "s=1", "s=2", "s=5", "s=10"]

@@ -3,6 +3,11 @@
 A chunked source: the files are decoded and resized a chunk at a time (harness.data.images
 CHUNK_BYTES), so a folder larger than memory goes to the dataset store without ever being whole
 in memory. Its stamp covers every image file's path, size and mtime, nested folders included.
+
+Labels: the class of an image is its top-level sub-folder (`path/<class>/.../x.png`); the
+classes are the sorted names of the train folder's top-level sub-folders that hold images. A
+train folder with an image directly in it is unlabeled. With `eval_path`, every eval image
+must lie in a sub-folder named after a train class.
 """
 
 from __future__ import annotations
@@ -95,18 +100,49 @@ def _first_files(folder: Path, count: int, key: str, manifest: Manifest, mpath: 
     return take(files, count, key, folder, manifest, mpath, noun="PNG/JPEG images")
 
 
-def _split_files(manifest: Manifest, mpath: Path) -> dict[str, list[Path]]:
-    """The files of each split; a DataError if a folder is missing or holds too few."""
+def _split_files(manifest: Manifest, mpath: Path) -> dict[str, tuple[Path, list[Path]]]:
+    """The folder and files of each split; a DataError if a folder is missing or holds too
+    few."""
     n_train, n_eval = manifest.splits.train, manifest.splits.eval
     folders = _folders(manifest, mpath)
     if len(folders) == 1:
         both = "splits.train + splits.eval"
         files = _first_files(folders[0], n_train + n_eval, both, manifest, mpath)
-        return {"train": files[:n_train], "eval": files[n_train:]}
+        return {"train": (folders[0], files[:n_train]), "eval": (folders[0], files[n_train:])}
     return {
-        "train": _first_files(folders[0], n_train, "splits.train", manifest, mpath),
-        "eval": _first_files(folders[1], n_eval, "splits.eval", manifest, mpath),
+        "train": (folders[0], _first_files(folders[0], n_train, "splits.train", manifest, mpath)),
+        "eval": (folders[1], _first_files(folders[1], n_eval, "splits.eval", manifest, mpath)),
     }
+
+
+def _class_of(file: Path, folder: Path) -> str | None:
+    """The top-level sub-folder of `folder` that holds `file`; None if it lies in `folder`."""
+    parts = file.relative_to(folder).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def image_folder_classes(manifest: Manifest, manifest_path: Path) -> tuple[str, ...]:
+    """The sorted top-level sub-folders of the train folder that hold images; none if an image
+    lies in the folder itself."""
+    folder = _folders(manifest, manifest_path)[0]
+    names = {_class_of(file, folder) for file in _image_files(folder, manifest, manifest_path)}
+    return () if None in names else tuple(sorted(n for n in names if n is not None))
+
+
+def _labels(folder: Path, files: list[Path], classes: tuple[str, ...], manifest: Manifest,
+            mpath: Path) -> np.ndarray:
+    """The class index of each file; a DataError naming a file whose class is not in
+    `classes` (an eval image of a class train lacks)."""
+    index = {name: i for i, name in enumerate(classes)}
+    labels = np.empty(len(files), np.int64)
+    for i, file in enumerate(files):
+        name = _class_of(file, folder)
+        if name not in index:
+            what = f"class {name!r}" if name is not None else "no class (not in a sub-folder)"
+            problem = f"eval image of {what}, which is not a train class {list(classes)}"
+            raise data_error(file, problem, manifest, mpath)
+        labels[i] = index[name]
+    return labels
 
 
 def image_folder_stamp(manifest: Manifest, manifest_path: Path) -> str:
@@ -123,9 +159,21 @@ def image_folder_stamp(manifest: Manifest, manifest_path: Path) -> str:
     needs_path=True,
     chunked=True,
     stamp=image_folder_stamp,
+    classes=image_folder_classes,
 )
 def image_folder(manifest: Manifest, manifest_path: Path) -> Iterator[Chunk]:
-    """PNG/JPEG files under a folder (recursive, sorted), center-cropped and resized."""
-    for key, files in _split_files(manifest, manifest_path).items():
+    """PNG/JPEG files under a folder (recursive, sorted), center-cropped and resized; labeled
+    by their top-level sub-folder (see the module docstring)."""
+    split_files = _split_files(manifest, manifest_path)
+    classes = image_folder_classes(manifest, manifest_path)
+    labels = {
+        key: _labels(folder, files, classes, manifest, manifest_path) if classes else None
+        for key, (folder, files) in split_files.items()
+    }
+    for key, (_, files) in split_files.items():
+        done = 0
         for images in _read_files(files, manifest, manifest_path):
-            yield key, images
+            split_labels = labels[key]
+            part = None if split_labels is None else split_labels[done : done + len(images)]
+            done += len(images)
+            yield key, images, part

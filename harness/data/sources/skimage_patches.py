@@ -13,6 +13,10 @@ pixel reaches an eval image, not even through a resizing filter.
 
 `split: photographs` keeps the held-out-photographs split (train and eval crops from disjoint
 lists of photographs) for domain-shift studies; its crops are the same as before regions existed.
+
+Labels: the class of a crop is its photograph. With `split: regions` the classes are `images`,
+in manifest order; with `split: photographs` they are `train_images` followed by the
+`eval_images` not among them (so eval classes are ones train never shows).
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.data.images import as_uint8, resize
-from harness.data.manifest import Manifest, Split, StrictModel, register_source, source_options
+from harness.data.manifest import (
+    LabeledSplit,
+    Manifest,
+    StrictModel,
+    register_source,
+    source_options,
+)
 from harness.errors import DataError
 
 # Natural RGB photographs stored inside scikit-image's wheel (no download). `cat` is left out:
@@ -255,11 +265,28 @@ def render(crops: list[Crop], res: int) -> np.ndarray:
     return out
 
 
-@register_source("skimage_patches", options=SkimagePatchesOptions)
-def skimage_patches(manifest: Manifest, manifest_path: Path) -> Split:
-    """Random crops of scikit-image's photographs, split by regions or by photographs."""
+def photo_classes(options: SkimagePatchesOptions) -> tuple[str, ...]:
+    """The class names: the photographs the crops come from (see the module docstring)."""
+    if options.split == "regions":
+        return tuple(options.images)
+    return tuple(dict.fromkeys([*options.train_images, *options.eval_images]))
+
+
+def skimage_classes(manifest: Manifest, manifest_path: Path) -> tuple[str, ...]:
+    """`photo_classes` of the manifest's options."""
+    return photo_classes(source_options(manifest, manifest_path))
+
+
+@register_source("skimage_patches", options=SkimagePatchesOptions, classes=skimage_classes)
+def skimage_patches(manifest: Manifest, manifest_path: Path) -> LabeledSplit:
+    """Random crops of scikit-image's photographs, split by regions or by photographs, labeled
+    by their photograph."""
     opts: SkimagePatchesOptions = source_options(manifest, manifest_path)
     crops = crop_boxes(opts, manifest.seed, manifest.splits.train, manifest.splits.eval)
-    train = render([c for c in crops if c.split == "train"], manifest.resolution)
-    eval_ = render([c for c in crops if c.split == "eval"], manifest.resolution)
-    return train, eval_
+    index = {name: i for i, name in enumerate(photo_classes(opts))}
+    splits = [[c for c in crops if c.split == split] for split in ("train", "eval")]
+    train, eval_ = (render(part, manifest.resolution) for part in splits)
+    train_labels, eval_labels = (
+        np.array([index[c.photo] for c in part], np.int64) for part in splits
+    )
+    return train, eval_, train_labels, eval_labels

@@ -1,4 +1,8 @@
-"""Source `synthetic_shapes`: procedural filled shapes on plain backgrounds."""
+"""Source `synthetic_shapes`: procedural filled shapes on plain backgrounds.
+
+Unlabeled: an image holds min_shapes..max_shapes shapes (1 to 4 by default) of kinds drawn
+independently, so no one shape kind is the class of an image.
+"""
 
 from __future__ import annotations
 

@@ -24,6 +24,7 @@ from diffusers.models.transformers.transformer_2d import Transformer2DModel
 from torch import nn
 
 from harness.config import Stage2Config
+from harness.models.conditioning import check_conditioning
 
 DEFAULT_DEPTH = 4
 MIN_SIZE_FOR_PATCH_2 = 8
@@ -54,7 +55,9 @@ class DiT(nn.Module):
         return self.transformer(z_t, timestep=t, return_dict=False)[0]
 
 
-def build(config: Stage2Config, latent_channels: int, latent_size: int) -> DiT:
-    """The registered builder (`stage2.kind: dit`)."""
+def build(config: Stage2Config, latent_channels: int, latent_size: int, num_classes: int = 0
+          ) -> DiT:
+    """The registered builder (`stage2.kind: dit`); unconditional only (see the docstring)."""
+    check_conditioning("dit", config.conditioning, (), num_classes)
     return DiT(latent_channels, latent_size, channels=config.channels, heads=config.heads,
                depth=config.depth or DEFAULT_DEPTH, dropout=config.dropout)

@@ -6,7 +6,9 @@ most attention_resolution and always in the middle block (as FFTD), skips concat
 (`fusion` is FFTD's and ignored here). diffusers keeps one head width for every attention
 block, channels / heads, so a level k times as wide as the first has k times the heads. The
 timestep goes through the sinusoidal embedding as a float, so fractional times (the Euler
-sampler's, rectified flow's) are fine.
+sampler's, rectified flow's) are fine. `stage2.conditioning: class` sets UNet2DModel's class
+embedding, added to its time embedding, to harness.models.conditioning's ClassEmbedding (zero
+for the null label); forward then takes labels.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from diffusers.models.unets.unet_2d import UNet2DModel
 from torch import nn
 
 from harness.config import Stage2Config
+from harness.models.conditioning import (
+    ClassEmbedding,
+    built_aside,
+    check_conditioning,
+    null_labels,
+)
 from harness.models.layers import MAX_GROUPS
 
 DEFAULT_DEPTH = 1
@@ -28,7 +36,8 @@ class UNet2D(nn.Module):
 
     def __init__(self, latent_channels: int, latent_size: int, *, channels: int,
                  channel_mult: tuple[int, ...], heads: int, attention_resolution: int,
-                 depth: int, dropout: float) -> None:
+                 depth: int, dropout: float, conditioning: str = "none", num_classes: int = 0
+                 ) -> None:
         super().__init__()
         widths = tuple(channels * mult for mult in channel_mult)
         if latent_size % 2 ** (len(widths) - 1):
@@ -45,14 +54,23 @@ class UNet2D(nn.Module):
                                  for a in reversed(attention)),
             attention_head_dim=channels // heads,
             norm_num_groups=math.gcd(MAX_GROUPS, *widths))
+        check_conditioning("unet2d", conditioning, ("class",), num_classes)
+        if conditioning == "class":
+            with built_aside():
+                self.unet.class_embedding = ClassEmbedding(num_classes, 4 * widths[0])
 
-    def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return self.unet(z_t, t).sample
+    def forward(self, z_t: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        if self.unet.class_embedding is not None and labels is None:
+            labels = null_labels(len(z_t), z_t.device)
+        return self.unet(z_t, t, class_labels=labels).sample
 
 
-def build(config: Stage2Config, latent_channels: int, latent_size: int) -> UNet2D:
+def build(config: Stage2Config, latent_channels: int, latent_size: int, num_classes: int = 0
+          ) -> UNet2D:
     """The registered builder (`stage2.kind: unet2d`)."""
     return UNet2D(latent_channels, latent_size, channels=config.channels,
                   channel_mult=tuple(config.channel_mult), heads=config.heads,
                   attention_resolution=config.attention_resolution,
-                  depth=config.depth or DEFAULT_DEPTH, dropout=config.dropout)
+                  depth=config.depth or DEFAULT_DEPTH, dropout=config.dropout,
+                  conditioning=config.conditioning, num_classes=num_classes)
