@@ -265,9 +265,10 @@ class Stage2Config(Section):
     checkpoint_every: int = Field(
         1000, ge=0, description="save a resumable checkpoint every N steps (0: never)")
     scale_shift: bool = Field(
-        False, description="fftd: the time (and class) embedding scales and shifts each "
-        "channel after the residual block's second GroupNorm (ADM) instead of being added "
-        "before it, where a GroupNorm of one channel per group (widths up to 32) erases it")
+        False, description="fftd, unet2d: the time (and class) embedding scales and shifts "
+        "each channel after the residual block's second GroupNorm (ADM) instead of being "
+        "added before it, where a GroupNorm of one channel per group (fftd's widths up to 32) "
+        "erases it; dit ignores it")
     conditioning: Literal["none", "class", "cross_attention"] = Field(
         "none", description="class labels of the data (LDM section 3.3): none (unconditional); "
         "class (a class embedding added to the time embedding; fftd, unet2d); cross_attention "

@@ -88,3 +88,12 @@ def test_an_added_embedding_is_erased_by_one_channel_groups_and_scale_shift_is_n
         with torch.no_grad():
             early, late = model(z, torch.tensor([1, 1])), model(z, torch.tensor([400, 400]))
         assert torch.allclose(early, late, atol=1e-5) == erased
+
+
+def test_unet2d_takes_scale_shift_as_diffusers_resnet_time_scale_shift() -> None:
+    plain = build_stage2(Stage2Config(kind="unet2d", **TINY), 3, 8)
+    shifted = build_stage2(Stage2Config(kind="unet2d", scale_shift=True, **TINY), 3, 8)
+    assert plain.unet.config.resnet_time_scale_shift == "default"
+    assert shifted.unet.config.resnet_time_scale_shift == "scale_shift"
+    z, t = torch.randn(2, 3, 8, 8), torch.tensor([3, 300])
+    assert shifted(z, t).shape == z.shape

@@ -8,7 +8,8 @@ block, channels / heads, so a level k times as wide as the first has k times the
 timestep goes through the sinusoidal embedding as a float, so fractional times (the Euler
 sampler's, rectified flow's) are fine. `stage2.conditioning: class` sets UNet2DModel's class
 embedding, added to its time embedding, to harness.models.conditioning's ClassEmbedding (zero
-for the null label); forward then takes labels.
+for the null label); forward then takes labels. `stage2.scale_shift` is UNet2DModel's
+`resnet_time_scale_shift="scale_shift"` (ADM's scale-shift norm).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ class UNet2D(nn.Module):
 
     def __init__(self, latent_channels: int, latent_size: int, *, channels: int,
                  channel_mult: tuple[int, ...], heads: int, attention_resolution: int,
-                 depth: int, dropout: float, conditioning: str = "none", num_classes: int = 0
-                 ) -> None:
+                 depth: int, dropout: float, conditioning: str = "none", num_classes: int = 0,
+                 scale_shift: bool = False) -> None:
         super().__init__()
         widths = tuple(channels * mult for mult in channel_mult)
         if latent_size % 2 ** (len(widths) - 1):
@@ -53,6 +54,7 @@ class UNet2D(nn.Module):
             up_block_types=tuple("AttnUpBlock2D" if a else "UpBlock2D"
                                  for a in reversed(attention)),
             attention_head_dim=channels // heads,
+            resnet_time_scale_shift="scale_shift" if scale_shift else "default",
             norm_num_groups=math.gcd(MAX_GROUPS, *widths))
         check_conditioning("unet2d", conditioning, ("class",), num_classes)
         if conditioning == "class":
@@ -73,4 +75,5 @@ def build(config: Stage2Config, latent_channels: int, latent_size: int, num_clas
                   channel_mult=tuple(config.channel_mult), heads=config.heads,
                   attention_resolution=config.attention_resolution,
                   depth=config.depth or DEFAULT_DEPTH, dropout=config.dropout,
-                  conditioning=config.conditioning, num_classes=num_classes)
+                  conditioning=config.conditioning, num_classes=num_classes,
+                  scale_shift=config.scale_shift)
