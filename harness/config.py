@@ -291,7 +291,7 @@ class Stage2Config(Section):
         return heads
 
     @model_serializer(mode="wrap")
-    def _without_unset_depth(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _without_later_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         data = without_unset(handler(self), "depth", "p_uncond", "condition_tokens")
         data = without_default(data, "scale_shift", False)
         return without_default(data, "conditioning", "none")
@@ -358,7 +358,7 @@ class SampleConfig(Section):
     guidance_scale: float | None = Field(
         None, ge=0, description="classifier-free guidance s of a conditional model: eps = "
         "eps_u + s (eps_c - eps_u); 1 (the default) is plain conditional sampling, 0 "
-        "unconditional; s != 1 evaluates the model twice per step (sample/nfe doubles)")
+        "unconditional; any other s evaluates the model twice per step (sample/nfe doubles)")
 
     @model_serializer(mode="wrap")
     def _without_unset_guidance(self, handler: SerializerFunctionWrapHandler

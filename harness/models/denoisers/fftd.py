@@ -235,7 +235,6 @@ class FFTD(nn.Module):
         self.norm_out = group_norm(previous)
         self.conv_out = nn.Conv2d(previous, latent_channels, 3, padding=1)
         check_conditioning("fftd", conditioning, ("class", "cross_attention"), num_classes)
-        self.conditioning = conditioning
         with built_aside():  # the layers above start as in the unconditional model
             self._add_conditioning(conditioning, num_classes, embed_dim, heads,
                                    condition_tokens)
