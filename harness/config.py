@@ -47,15 +47,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def without_unset(data: dict[str, Any], *keys: str) -> dict[str, Any]:
-    """A dump without these optional keys while they are unset (None): the dump, and so the
-    config hashes and cache keys, stay what they were before the keys existed."""
-    return {key: value for key, value in data.items() if key not in keys or value is not None}
-
-
-def without_default(data: dict[str, Any], key: str, default: Any) -> dict[str, Any]:
-    """A dump without `key` while it holds the default it had before the key existed."""
-    return {k: v for k, v in data.items() if k != key or v != default}
+def without_defaults(data: dict[str, Any], **defaults: Any) -> dict[str, Any]:
+    """A dump without the keys added later while they hold the value they default to (None:
+    unset): the dump, and so the config hashes and cache keys, stay what they were before
+    those keys existed."""
+    return {key: value for key, value in data.items()
+            if key not in defaults or value != defaults[key]}
 
 
 def _is_power_of_two(value: int) -> bool:
@@ -163,7 +160,7 @@ class Stage1Config(Section):
 
     @model_serializer(mode="wrap")
     def _without_unset_path(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        return without_unset(handler(self), "path")
+        return without_defaults(handler(self), path=None)
 
     @field_validator("f")
     @classmethod
@@ -292,9 +289,8 @@ class Stage2Config(Section):
 
     @model_serializer(mode="wrap")
     def _without_later_keys(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data = without_unset(handler(self), "depth", "p_uncond", "condition_tokens")
-        data = without_default(data, "scale_shift", False)
-        return without_default(data, "conditioning", "none")
+        return without_defaults(handler(self), depth=None, p_uncond=None,
+                                condition_tokens=None, scale_shift=False, conditioning="none")
 
     @field_validator("p_uncond", "condition_tokens")
     @classmethod
@@ -363,7 +359,7 @@ class SampleConfig(Section):
     @model_serializer(mode="wrap")
     def _without_unset_guidance(self, handler: SerializerFunctionWrapHandler
                                 ) -> dict[str, Any]:
-        return without_unset(handler(self), "guidance_scale")
+        return without_defaults(handler(self), guidance_scale=None)
 
     @model_validator(mode="before")
     @classmethod

@@ -26,16 +26,21 @@ class Guided(nn.Module):
     """forward(z_t, t) of a conditional `model` for `labels` (B,) at guidance scale `scale`."""
 
     def __init__(self, model: nn.Module, labels: torch.Tensor, scale: float = 1.0) -> None:
+        """`labels` on the device the sampler runs on: they are made once per batch here,
+        not once per step."""
         super().__init__()
-        self.model, self.labels, self.scale = model, labels, scale
+        self.model, self.scale = model, scale
+        null = torch.full_like(labels, NULL_LABEL)
+        if scale == 1.0:
+            self.labels = labels
+        elif scale == 0.0:
+            self.labels = null
+        else:  # the conditional and the unconditional half of one batch
+            self.labels = torch.cat([labels, null])
 
     def forward(self, z_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        labels = self.labels.to(z_t.device)
-        if self.scale == 1.0:
-            return self.model(z_t, t, labels)
-        null = torch.full_like(labels, NULL_LABEL)
-        if self.scale == 0.0:
-            return self.model(z_t, t, null)
-        both = self.model(torch.cat([z_t, z_t]), torch.cat([t, t]), torch.cat([labels, null]))
+        if self.scale in (0.0, 1.0):
+            return self.model(z_t, t, self.labels)
+        both = self.model(torch.cat([z_t, z_t]), torch.cat([t, t]), self.labels)
         conditional, unconditional = both.chunk(2)
         return unconditional + self.scale * (conditional - unconditional)

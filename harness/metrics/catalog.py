@@ -27,9 +27,10 @@ def registered_name(logged: str) -> str:
 def describe(logged: str) -> MetricFacts | None:
     """The registry's facts for a logged metric name; None for names it does not score
     (timings, counts, training losses), for spreads such as `kid_std` and for interval
-    bounds such as `fid_ci_low` (they are not scores)."""
+    bounds such as `fid_ci_low` (they are not scores), and for one class's value of a
+    by-class metric (`kid_per_class/<class>`, whatever the class is called)."""
     name = registered_name(logged)
-    if name.endswith((CI_LOW, CI_HIGH)):
+    if name.endswith((CI_LOW, CI_HIGH)) or _class_value(logged):
         return None
     if name in PAIRWISE:
         return MetricFacts(PAIRWISE[name].higher_is_better, depends_on_n=False)
@@ -38,3 +39,9 @@ def describe(logged: str) -> MetricFacts | None:
         if name in metric.outputs and name != f"{metric.name}_std":
             return MetricFacts(metric.higher_is_better, metric.depends_on_n)
     return None
+
+
+def _class_value(logged: str) -> bool:
+    """`sample/kid_per_class/<class>`: the part before the class names a by-class metric."""
+    parent = logged.rsplit("/", 2)[-2] if logged.count("/") else ""
+    return parent in SET_METRICS and SET_METRICS[parent].by_class

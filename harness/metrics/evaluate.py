@@ -74,9 +74,7 @@ def evaluate(real: np.ndarray | None, fake: np.ndarray, metrics: Sequence[str],
         set_results = evaluate_sets(real, fake, set_names, cache, real_key, weights, progress,
                                     bootstrap, device, labels)
         for name in set_names:
-            outputs = SET_METRICS[name].outputs
-            by_name[name] = [r for r in set_results if r.name in outputs
-                             or r.name.startswith(f"{name}/")]  # a by-class metric's classes
+            by_name[name] = [r for r in set_results if SET_METRICS[name].owns(r.name)]
     pair_names = [n for n in metrics if n in PAIRWISE]
     if pair_names:
         if real is None or real.shape != fake.shape:

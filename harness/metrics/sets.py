@@ -67,6 +67,10 @@ class SetMetric:
     # the classes, each class's value is output `<name>/<class>`.
     by_class: bool = False
 
+    def owns(self, logged: str) -> bool:
+        """Whether a result name is one of this metric's: an output, or a class's value."""
+        return logged in self.outputs or (self.by_class and logged.startswith(f"{self.name}/"))
+
 
 @dataclass(frozen=True)
 class SetLabels:

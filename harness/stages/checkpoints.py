@@ -69,25 +69,24 @@ class Checkpoints:
 
 
 def rng_states(numpy_rng: np.random.Generator | None = None,
-               generator: torch.Generator | None = None) -> dict[str, Any]:
+               **generators: torch.Generator) -> dict[str, Any]:
     """Every random stream a training step draws from: torch's global CPU (and CUDA)
-    generators, and the run's own numpy and torch generators when it has them."""
+    generators, and the run's own numpy generator and torch generators (by name) when it has
+    them."""
     states: dict[str, Any] = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     if numpy_rng is not None:
         states["numpy"] = numpy_rng.bit_generator.state
-    if generator is not None:
-        states["generator"] = generator.get_state()
-    return states
+    return states | {name: generator.get_state() for name, generator in generators.items()}
 
 
 def restore_rng_states(states: dict[str, Any], numpy_rng: np.random.Generator | None = None,
-                       generator: torch.Generator | None = None) -> None:
+                       **generators: torch.Generator) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
     if numpy_rng is not None:
         numpy_rng.bit_generator.state = states["numpy"]
-    if generator is not None:
-        generator.set_state(states["generator"])
+    for name, generator in generators.items():
+        generator.set_state(states[name])

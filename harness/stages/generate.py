@@ -52,6 +52,13 @@ def balanced_labels(count: int, num_classes: int) -> np.ndarray:
     return np.arange(count) % num_classes
 
 
+def sampled_set_labels(reference_labels: np.ndarray, count: int, classes: tuple[str, ...]
+                       ) -> SetLabels:
+    """The labels the metrics see for `count` class-balanced samples against the reference."""
+    return SetLabels(np.asarray(reference_labels), balanced_labels(count, len(classes)),
+                     classes)
+
+
 def guidance_scale(config: SampleConfig) -> float:
     """The sample section's s; 1 (plain conditional sampling) when unset."""
     return 1.0 if config.guidance_scale is None else config.guidance_scale
@@ -75,7 +82,7 @@ def generate(stage1: nn.Module, model: Stage2Model, sampler: Sampler, count: int
         n = min(batch_size, count - start)
         denoiser = model.denoiser
         if labels is not None:
-            denoiser = Guided(denoiser, labels[start:start + n], guidance)
+            denoiser = Guided(denoiser, labels[start:start + n].to(runtime.device), guidance)
         with runtime.autocast():
             z0 = sample(denoiser, sampler, (n, *model.latent_shape), generator,
                         device=runtime.device)
@@ -117,8 +124,7 @@ def sample_and_evaluate(config: TrialConfig, stage1: nn.Module, model: Stage2Mod
     run.log_grid(samples[:GRID_IMAGES], "samples.png", "images")
     labels = None
     if model.classes and reference_labels is not None:
-        labels = SetLabels(np.asarray(reference_labels), balanced_labels(count, len(
-            model.classes)), model.classes)
+        labels = sampled_set_labels(reference_labels, count, model.classes)
     if config.eval.metrics:
         fields = mlflow_fields(evaluate(reference, samples, config.eval.metrics, cache,
                                         reference_key, bootstrap=config.eval.bootstrap,

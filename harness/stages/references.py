@@ -38,7 +38,7 @@ from harness.metrics.result import MlflowFields, mlflow_fields
 from harness.metrics.sets import ReferenceKey, SetLabels
 from harness.models import build_stage2
 from harness.runtime import Runtime
-from harness.stages.generate import balanced_labels, generate, guidance_scale, sampler_for
+from harness.stages.generate import generate, guidance_scale, sampled_set_labels, sampler_for
 from harness.stages.stage1 import load_stage1, reconstruct
 from harness.stages.stage2 import Stage2Model, encode_images, latent_scale
 
@@ -115,7 +115,7 @@ def _row_labels(config: TrialConfig, dataset: Dataset, real_split: str, count: i
         return None
     classes = tuple(dataset.classes)
     return (SetLabels(real_labels, np.asarray(compared[:count]), classes),
-            SetLabels(real_labels, balanced_labels(count, len(classes)), classes))
+            sampled_set_labels(real_labels, count, classes))
 
 
 def _cached(cache: ArtifactCache, key_fields: dict[str, Any],

@@ -180,9 +180,7 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
-        restore_rng_states(state["rng"], generator=generator)
-        if "label_dropout" in state["rng"]:
-            dropout.set_state(state["rng"]["label_dropout"])
+        restore_rng_states(state["rng"], generator=generator, label_dropout=dropout)
     reset_peak_memory(device)
     if progress is not None:
         progress.start("stage2", config.train_steps, config.batch_size, step)
@@ -219,8 +217,8 @@ def train_stage2(config: Stage2Config, latents: torch.Tensor, seed: int,
                               "window": window, "model": model.state_dict(),
                               "ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
                               "scaler": scaler.state_dict(),
-                              "rng": rng_states(generator=generator)
-                              | {"label_dropout": dropout.get_state()}})
+                              "rng": rng_states(generator=generator,
+                                                label_dropout=dropout)})
         if progress is not None:
             progress.advance(step)
     if progress is not None:

@@ -17,3 +17,11 @@ def test_scores_keep_their_direction_and_n_dependence() -> None:
     assert describe("fid_inf") == MetricFacts(higher_is_better=False, depends_on_n=True)
     assert describe("is") == MetricFacts(higher_is_better=True, depends_on_n=True)
     assert describe("psnr") == MetricFacts(higher_is_better=True, depends_on_n=False)
+
+
+def test_one_class_value_of_per_class_kid_is_not_a_score_whatever_the_class_is_called() -> None:
+    from harness.metrics.catalog import describe
+
+    assert describe("sample/kid_per_class") is not None
+    assert describe("sample/kid_per_class/fid") is None
+    assert describe("kid_per_class/astronaut") is None

@@ -7,6 +7,7 @@ Labels: each batch's `b'labels'`, indices into the ten CIFAR10_CLASSES.
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,20 +107,13 @@ def _first_images(
 def _split_chunks(
     batches: Iterator[tuple[np.ndarray, np.ndarray]], res: int
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The images regrouped into RESIZE_CHUNK chunks and resized, each with its labels."""
-    pending: list[np.ndarray] = []
-
-    def images() -> Iterator[np.ndarray]:
-        for batch_images, batch_labels in batches:
-            pending.append(batch_labels)
-            yield batch_images
-
-    held = np.empty(0, np.int64)
-    for chunk in rechunk(images(), RESIZE_CHUNK):
-        held = np.concatenate([held, *pending])  # rechunk has read the labels of `chunk`
-        pending.clear()
-        yield center_crop_resize(chunk, res), held[: len(chunk)]
-        held = held[len(chunk) :]
+    """The images regrouped into RESIZE_CHUNK chunks and resized, each with its labels (both
+    regrouped at the same places)."""
+    for_images, for_labels = itertools.tee(batches)
+    images = rechunk((batch for batch, _ in for_images), RESIZE_CHUNK)
+    labels = rechunk((batch_labels for _, batch_labels in for_labels), RESIZE_CHUNK)
+    for chunk, chunk_labels in zip(images, labels, strict=True):
+        yield center_crop_resize(chunk, res), chunk_labels
 
 
 def cifar10_classes(manifest: Manifest, manifest_path: Path) -> tuple[str, ...]:
